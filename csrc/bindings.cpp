@@ -1,0 +1,141 @@
+// pybind11 module tinyae._C: im2col / col2im for float32 and float64 NumPy arrays.
+//
+// Every argument is validated here again (the Python wrapper checks too, but _C can be called
+// directly): a bad call raises ValueError / TypeError and never reads out of bounds.
+// The GIL is released while the kernels run, so other Python threads can proceed.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "geometry.h"
+
+namespace py = pybind11;
+using tinyae::Geometry;
+
+namespace {
+
+enum class DType { f32, f64 };
+
+DType check_dtype(const char* op, const char* name, const py::array& a) {
+    if (a.dtype().is(py::dtype::of<float>())) return DType::f32;
+    if (a.dtype().is(py::dtype::of<double>())) return DType::f64;
+    throw py::type_error(std::string(op) + ": argument '" + name + "' must be float32 or float64, got dtype " +
+                         std::string(py::str(a.dtype())));
+}
+
+void check_ndim(const char* op, const char* name, const py::array& a, py::ssize_t ndim) {
+    if (a.ndim() != ndim) {
+        throw py::value_error(std::string(op) + ": argument '" + name + "' must be " + std::to_string(ndim) +
+                              "-D, got " + std::to_string(a.ndim()) + "-D");
+    }
+}
+
+void check_strides_and_dilation(const char* op, Geometry& g) {
+    tinyae::check_param(op, "sh", g.sh, 1);
+    tinyae::check_param(op, "sw", g.sw, 1);
+    tinyae::check_param(op, "ph", g.ph, 0);
+    tinyae::check_param(op, "pw", g.pw, 0);
+    tinyae::check_param(op, "dh", g.dh, 1);
+    tinyae::check_param(op, "dw", g.dw, 1);
+}
+
+void check_output_size(const char* op, const Geometry& g) {
+    if (g.oh < 1 || g.ow < 1) {
+        throw py::value_error(std::string(op) + ": kernel (" + std::to_string(g.kh) + ", " + std::to_string(g.kw) +
+                              ") does not fit the padded input (" + std::to_string(g.h + 2 * g.ph) + ", " +
+                              std::to_string(g.w + 2 * g.pw) + "); output size would be (" +
+                              std::to_string(g.oh) + ", " + std::to_string(g.ow) + ")");
+    }
+}
+
+// A C-contiguous view of `a` with element type T. pybind11's ensure() returns `a` itself when it
+// already is C-contiguous (no copy); otherwise it makes one contiguous copy.
+template <typename T>
+py::array_t<T, py::array::c_style> contiguous(const char* op, const char* name, const py::array& a) {
+    auto c = py::array_t<T, py::array::c_style>::ensure(a);
+    if (!c) throw py::value_error(std::string(op) + ": cannot read argument '" + name + "' as a contiguous array");
+    return c;
+}
+
+template <typename T>
+py::array im2col_typed(const py::array& x, Geometry g) {
+    auto xc = contiguous<T>("im2col", "x", x);
+    const int64_t dims[6] = {g.c, g.kh, g.kw, g.n, g.oh, g.ow};
+    tinyae::checked_numel("im2col", dims);
+    py::array_t<T> col({g.c, g.kh, g.kw, g.n, g.oh, g.ow});
+    const T* src = xc.data();
+    T* dst = col.mutable_data();
+    {
+        py::gil_scoped_release release;
+        tinyae::im2col<T>(src, dst, g);
+    }
+    return col;
+}
+
+py::array im2col(const py::array& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                 int64_t dh, int64_t dw) {
+    const char* op = "im2col";
+    check_ndim(op, "x", x, 4);
+    const DType dt = check_dtype(op, "x", x);
+    Geometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, sh, sw, ph, pw, dh, dw, 0, 0};
+    tinyae::check_param(op, "kh", kh, 1);
+    tinyae::check_param(op, "kw", kw, 1);
+    check_strides_and_dilation(op, g);
+    g.oh = tinyae::out_size(g.h, kh, sh, ph, dh);
+    g.ow = tinyae::out_size(g.w, kw, sw, pw, dw);
+    check_output_size(op, g);
+    return dt == DType::f32 ? im2col_typed<float>(x, g) : im2col_typed<double>(x, g);
+}
+
+template <typename T>
+py::array col2im_typed(const py::array& col, Geometry g) {
+    auto cc = contiguous<T>("col2im", "col", col);
+    py::array_t<T> x({g.n, g.c, g.h, g.w});
+    const T* src = cc.data();
+    T* dst = x.mutable_data();
+    {
+        py::gil_scoped_release release;
+        tinyae::col2im<T>(src, dst, g);
+    }
+    return x;
+}
+
+py::array col2im(const py::array& col, int64_t h, int64_t w, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                 int64_t dh, int64_t dw) {
+    const char* op = "col2im";
+    check_ndim(op, "col", col, 6);
+    const DType dt = check_dtype(op, "col", col);
+    // col is (C, KH, KW, N, OH, OW); the kernel and grid sizes are read from it.
+    Geometry g{col.shape(3), col.shape(0), h, w, col.shape(1), col.shape(2), sh, sw, ph, pw, dh, dw,
+               col.shape(4), col.shape(5)};
+    tinyae::check_param(op, "h", h, 1);
+    tinyae::check_param(op, "w", w, 1);
+    if (g.kh < 1 || g.kw < 1 || g.kh > tinyae::kMaxParam || g.kw > tinyae::kMaxParam) {
+        throw py::value_error("col2im: argument 'col' has an invalid kernel size (" + std::to_string(g.kh) + ", " +
+                              std::to_string(g.kw) + ")");
+    }
+    check_strides_and_dilation(op, g);
+    const int64_t oh = tinyae::out_size(h, g.kh, sh, ph, dh);
+    const int64_t ow = tinyae::out_size(w, g.kw, sw, pw, dw);
+    if (oh < 1 || ow < 1 || oh != g.oh || ow != g.ow) {
+        throw py::value_error("col2im: argument 'col' has (OH, OW) = (" + std::to_string(g.oh) + ", " +
+                              std::to_string(g.ow) + ") but the image size (" + std::to_string(h) + ", " +
+                              std::to_string(w) + ") and parameters give (" + std::to_string(oh) + ", " +
+                              std::to_string(ow) + ")");
+    }
+    return dt == DType::f32 ? col2im_typed<float>(col, g) : col2im_typed<double>(col, g);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+    m.doc() = "tinyae C++ kernels: im2col / col2im (float32, float64), OpenMP-parallel.";
+    m.def("im2col", &im2col, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
+          py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
+          "Unfold x (N, C, H, W) into columns (C, KH, KW, N, OH, OW). A non-contiguous x is copied once.");
+    m.def("col2im", &col2im, py::arg("col"), py::arg("h"), py::arg("w"), py::arg("sh"), py::arg("sw"),
+          py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
+          "Fold columns (C, KH, KW, N, OH, OW) into an image (N, C, h, w), summing overlaps.");
+    m.def("openmp_threads", &tinyae::openmp_threads, "OpenMP threads the kernels use (0: built without OpenMP).");
+}

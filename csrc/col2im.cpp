@@ -1,0 +1,59 @@
+// col2im: the adjoint of im2col. Every column entry is added back onto the pixel it was
+// copied from; entries that came from the zero padding are dropped.
+//
+// Work is split over the N*C output planes. A thread owns its plane, so the overlapping
+// windows (stride < kernel) accumulate without any write race or atomic, and the summation
+// order is fixed: the result is deterministic whatever the thread count.
+#include <cstring>
+
+#include "geometry.h"
+
+namespace tinyae {
+
+namespace {
+
+// Add kernel tap (i, j)'s (OH, OW) block of col onto one output plane.
+template <typename T>
+void add_tap(const T* src, T* plane, const Geometry& g, int64_t i, int64_t j) {
+    const int64_t row_off = i * g.dh - g.ph;
+    const int64_t col_off = j * g.dw - g.pw;
+    const ValidRange rows = valid_range(row_off, g.sh, g.h, g.oh);
+    const ValidRange cols = valid_range(col_off, g.sw, g.w, g.ow);
+
+    for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
+        const T* in = src + oh * g.ow;
+        T* out = plane + (oh * g.sh + row_off) * g.w + col_off;  // out[ow*SW] receives in[ow]
+        if (g.sw == 1) {
+            // Contiguous on both sides: the compiler vectorises this loop.
+            for (int64_t ow = cols.lo; ow < cols.hi; ++ow) out[ow] += in[ow];
+        } else {
+            for (int64_t ow = cols.lo; ow < cols.hi; ++ow) out[ow * g.sw] += in[ow];
+        }
+    }
+}
+
+}  // namespace
+
+template <typename T>
+void col2im(const T* col, T* x, const Geometry& g) {
+    const int64_t plane_in = g.h * g.w;
+    const int64_t plane_out = g.oh * g.ow;
+    const int64_t planes = g.n * g.c;
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; ++p) {
+        const int64_t n = p / g.c, c = p % g.c;
+        T* plane = x + p * plane_in;
+        std::memset(plane, 0, sizeof(T) * plane_in);
+        for (int64_t i = 0; i < g.kh; ++i) {
+            for (int64_t j = 0; j < g.kw; ++j) {
+                const T* src = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * plane_out;
+                add_tap(src, plane, g, i, j);
+            }
+        }
+    }
+}
+
+template void col2im<float>(const float*, float*, const Geometry&);
+template void col2im<double>(const double*, double*, const Geometry&);
+
+}  // namespace tinyae

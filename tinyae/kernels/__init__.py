@@ -1,0 +1,121 @@
+"""im2col / col2im: one API, one implementation per backend.
+
+``im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)`` turns the sliding windows of an
+image ``x`` (N, C, H, W) into a column buffer ``col`` (C, KH, KW, N, OH, OW), so
+that a convolution is one matrix product; ``col2im(col, h, w, sh, sw, ph, pw, dh, dw)``
+is its adjoint (it sums overlapping windows back into an (N, C, h, w) image).
+The notation is defined in :mod:`tinyae.kernels.numpy_kernels`, the readable spec.
+
+Which implementation runs is decided by the array:
+
+* CuPy array -> CUDA kernels (:mod:`tinyae.kernels.cuda`);
+* NumPy array -> the C++ extension ``tinyae._C`` (:mod:`tinyae.kernels.cpp`), unless it
+  is missing or the environment variable ``TINYAE_KERNELS=numpy`` was set at import
+  (or :func:`set_kernels` says so) -> the NumPy twin (:mod:`tinyae.kernels.numpy_kernels`).
+
+All of them accept float32 and float64 only and check their arguments first.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..backend import is_cupy_array
+from . import cpp, numpy_kernels
+from ._checks import check_col2im, check_im2col, out_size
+
+__all__ = [
+    "im2col",
+    "col2im",
+    "out_size",
+    "backend_name",
+    "set_kernels",
+    "get_kernels",
+    "cpp_available",
+    "cpp_unavailable_reason",
+    "openmp_threads",
+]
+
+_CHOICES = ("cpp", "numpy")
+
+
+def _initial_choice() -> str:
+    """CPU kernels chosen by ``TINYAE_KERNELS`` (default: C++ when built)."""
+    env = os.environ.get("TINYAE_KERNELS", "").strip().lower()
+    if env == "numpy":
+        return "numpy"
+    return "cpp"  # also for "", "cpp" or an unknown value; falls back to numpy when _C is missing
+
+
+_cpu_choice = _initial_choice()
+
+
+def set_kernels(name: str) -> None:
+    """Select the CPU kernels: ``"cpp"`` (the default) or ``"numpy"`` (the twin).
+
+    Asking for ``"cpp"`` when the extension is missing raises RuntimeError, so
+    that a benchmark never silently measures the wrong code.
+    """
+    global _cpu_choice
+    if name not in _CHOICES:
+        raise ValueError(f"set_kernels: argument 'name' must be one of {_CHOICES}, got {name!r}")
+    if name == "cpp" and not cpp.AVAILABLE:
+        raise RuntimeError(f"set_kernels: cannot use the C++ kernels: {cpp.UNAVAILABLE_REASON}")
+    _cpu_choice = name
+
+
+def get_kernels() -> str:
+    """The CPU kernels in use: ``"cpp"`` or ``"numpy"``."""
+    return "cpp" if _cpu_choice == "cpp" and cpp.AVAILABLE else "numpy"
+
+
+def backend_name(x: Any) -> str:
+    """Which implementation a kernel call on array ``x`` would use: "cuda", "cpp" or "numpy"."""
+    if is_cupy_array(x):
+        return "cuda"
+    return get_kernels()
+
+
+def cpp_available() -> bool:
+    """Whether the compiled C++ kernels (``tinyae._C``) can be imported."""
+    return cpp.AVAILABLE
+
+
+def cpp_unavailable_reason() -> str | None:
+    """Why the C++ kernels cannot be used (None when they can)."""
+    return cpp.UNAVAILABLE_REASON
+
+
+def openmp_threads() -> int:
+    """OpenMP threads of the C++ kernels (0 when missing or built without OpenMP)."""
+    return cpp.openmp_threads()
+
+
+def _impl(x: Any) -> Any:
+    name = backend_name(x)
+    if name == "cuda":
+        from . import cuda  # imported on first GPU use only
+
+        return cuda
+    return cpp if name == "cpp" else numpy_kernels
+
+
+def im2col(x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int) -> Any:
+    """Unfold x (N, C, H, W) into col (C, KH, KW, N, OH, OW); zero padding.
+
+    ``OH = (H + 2*ph - dh*(kh-1) - 1) // sh + 1`` (same for OW). Raises TypeError
+    for a dtype other than float32/float64 and ValueError for bad shapes/parameters.
+    """
+    args = check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)[:8]
+    return _impl(x).im2col(x, *args)
+
+
+def col2im(col: Any, h: int, w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int) -> Any:
+    """Fold col (C, KH, KW, N, OH, OW) into x (N, C, h, w), summing overlapping windows.
+
+    The adjoint of :func:`im2col`: ``<im2col(x), c> == <x, col2im(c)>``. OH and OW
+    must match what im2col gives for an (h, w) image, else ValueError.
+    """
+    args = check_col2im(col, h, w, sh, sw, ph, pw, dh, dw)
+    return _impl(col).col2im(col, *args)

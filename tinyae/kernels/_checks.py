@@ -1,0 +1,95 @@
+"""Argument checks shared by every im2col / col2im implementation.
+
+The kernels are called from deep inside conv2d and conv_transpose2d; a wrong
+argument there would otherwise surface as a cryptic NumPy broadcast error or,
+in C++, as an out-of-bounds read. So every implementation validates its
+arguments up front and raises ``ValueError`` / ``TypeError`` with a message
+that names the op, the argument and the offending value.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+#: The only dtypes the kernels accept (the C++ and CUDA code is compiled for these).
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def out_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    """Output length of a sliding window: ``(size + 2p - d(k-1) - 1) // s + 1``."""
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def check_int(op: str, name: str, value: Any, minimum: int) -> int:
+    """Return ``value`` as an int, raising if it is not an integer >= ``minimum``."""
+    if isinstance(value, (bool, np.bool_)):  # True is an int in Python, but never a kernel size
+        raise TypeError(f"{op}: argument '{name}' must be an int, got bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{op}: argument '{name}' must be an int, got {type(value).__name__}") from None
+    if value < minimum:
+        what = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{op}: argument '{name}' must be {what}, got {value}")
+    return value
+
+
+def check_array(op: str, name: str, a: Any, ndim: int) -> None:
+    """Check that ``a`` is an ndarray of the given rank with a supported float dtype."""
+    if not hasattr(a, "dtype") or not hasattr(a, "shape"):
+        raise TypeError(f"{op}: argument '{name}' must be an ndarray, got {type(a).__name__}")
+    if a.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{op}: argument '{name}' must be float32 or float64, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{op}: argument '{name}' must be {ndim}-D, got shape {tuple(a.shape)}")
+
+
+def check_im2col(
+    x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int
+) -> tuple[int, ...]:
+    """Validate im2col's arguments; return ``(kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)`` as ints."""
+    op = "im2col"
+    check_array(op, "x", x, 4)
+    kh, kw = check_int(op, "kh", kh, 1), check_int(op, "kw", kw, 1)
+    sh, sw = check_int(op, "sh", sh, 1), check_int(op, "sw", sw, 1)
+    ph, pw = check_int(op, "ph", ph, 0), check_int(op, "pw", pw, 0)
+    dh, dw = check_int(op, "dh", dh, 1), check_int(op, "dw", dw, 1)
+    h, w = x.shape[2], x.shape[3]
+    oh, ow = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"{op}: kernel ({kh}, {kw}) with dilation ({dh}, {dw}) does not fit the padded input: "
+            f"x shape {tuple(x.shape)}, padding ({ph}, {pw}) gives output size ({oh}, {ow})"
+        )
+    return kh, kw, sh, sw, ph, pw, dh, dw, oh, ow
+
+
+def check_col2im(
+    col: Any, h: int, w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int
+) -> tuple[int, ...]:
+    """Validate col2im's arguments; return ``(h, w, sh, sw, ph, pw, dh, dw)`` as ints.
+
+    The kernel size and the output size are read from ``col``'s shape
+    ``(C, KH, KW, N, OH, OW)``; OH and OW must be what im2col would have produced
+    for an input of size ``(h, w)`` with these parameters.
+    """
+    op = "col2im"
+    check_array(op, "col", col, 6)
+    h, w = check_int(op, "h", h, 1), check_int(op, "w", w, 1)
+    sh, sw = check_int(op, "sh", sh, 1), check_int(op, "sw", sw, 1)
+    ph, pw = check_int(op, "ph", ph, 0), check_int(op, "pw", pw, 0)
+    dh, dw = check_int(op, "dh", dh, 1), check_int(op, "dw", dw, 1)
+    _, kh, kw, _, oh, ow = col.shape
+    if kh < 1 or kw < 1:
+        raise ValueError(f"{op}: argument 'col' has an empty kernel axis, shape {tuple(col.shape)}")
+    want = (out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw))
+    if want[0] < 1 or want[1] < 1 or (oh, ow) != want:
+        raise ValueError(
+            f"{op}: argument 'col' has shape {tuple(col.shape)} = (C, KH, KW, N, OH, OW), "
+            f"but an input of size ({h}, {w}) with stride ({sh}, {sw}), padding ({ph}, {pw}) "
+            f"and dilation ({dh}, {dw}) gives (OH, OW) = {want}"
+        )
+    return h, w, sh, sw, ph, pw, dh, dw

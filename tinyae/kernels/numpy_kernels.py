@@ -1,0 +1,70 @@
+"""im2col and col2im in pure NumPy: the executable specification.
+
+These are the reference the C++ and CUDA kernels are tested against, and the
+fallback when the compiled extension is missing (or ``TINYAE_KERNELS=numpy``).
+They favour clarity over speed but avoid Python loops over pixels.
+
+Notation (used in every docstring and shape comment of ``tinyae.kernels``):
+
+=========  ==========================================================
+N, C       batch size, channels
+H, W       input height and width
+KH, KW     kernel height and width
+SH, SW     stride
+PH, PW     zero padding added on each side
+DH, DW     dilation (spacing between kernel taps)
+OH, OW     output size: ``OH = (H + 2*PH - DH*(KH-1) - 1) // SH + 1``
+=========  ==========================================================
+
+Column layout: ``col[c, i, j, n, oh, ow] = x_padded[n, c, oh*SH + i*DH, ow*SW + j*DW]``,
+shape ``(C, KH, KW, N, OH, OW)``, C-contiguous. Seen as a ``(C*KH*KW, N*OH*OW)``
+matrix it turns a convolution into one GEMM:
+``W.reshape(C_out, C*KH*KW) @ col.reshape(C*KH*KW, N*OH*OW)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import check_col2im, check_im2col
+
+
+def im2col(
+    x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int
+) -> np.ndarray:
+    """Unfold the sliding windows of ``x`` (N, C, H, W) into columns (C, KH, KW, N, OH, OW)."""
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    n, c = x.shape[:2]
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, C, H+2PH, W+2PW)
+    s_n, s_c, s_h, s_w = xp.strides
+    # A read-only view whose element [c, i, j, n, oh, ow] is xp[n, c, oh*SH + i*DH, ow*SW + j*DW]:
+    # stepping i moves DH rows, stepping oh moves SH rows (same for columns). No data is copied yet.
+    windows = np.lib.stride_tricks.as_strided(
+        xp,
+        shape=(c, kh, kw, n, oh, ow),  # (C, KH, KW, N, OH, OW)
+        strides=(s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw),
+        writeable=False,
+    )
+    return np.ascontiguousarray(windows)  # (C, KH, KW, N, OH, OW): the one real copy
+
+
+def col2im(
+    col: np.ndarray, h: int, w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int
+) -> np.ndarray:
+    """Fold columns (C, KH, KW, N, OH, OW) back into an image (N, C, h, w), summing overlaps.
+
+    This is the adjoint (transpose) of :func:`im2col`: every column entry is added
+    to the input pixel it was copied from; entries that came from padding are dropped.
+    """
+    h, w, sh, sw, ph, pw, dh, dw = check_col2im(col, h, w, sh, sw, ph, pw, dh, dw)
+    c, kh, kw, n, oh, ow = col.shape
+    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype)  # (N, C, H+2PH, W+2PW)
+    # One strided slice per kernel tap (i, j): tap (i, j) of window (oh, ow) reads padded pixel
+    # (oh*SH + i*DH, ow*SW + j*DW). Within one tap the pixels are distinct, so `+=` on the slice is
+    # safe; overlaps between windows come from different taps and accumulate across iterations.
+    for i in range(kh):
+        rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
+        for j in range(kw):
+            cols = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+            xp[:, :, rows, cols] += col[:, i, j].transpose(1, 0, 2, 3)  # (C, N, OH, OW) -> (N, C, OH, OW)
+    return np.ascontiguousarray(xp[:, :, ph : ph + h, pw : pw + w])  # (N, C, H, W): drop the padding
