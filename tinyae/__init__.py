@@ -1,3 +1,47 @@
-"""tinyae: a from-scratch deep-learning engine for autoencoders, VAEs and GANs."""
+"""tinyae: a from-scratch deep-learning engine for autoencoders, VAEs and GANs.
+
+Layers, from the bottom up (lower never imports higher)::
+
+    backend   array module lookup (NumPy or CuPy), devices
+    tensor    Tensor, Function, backward, grad, no_grad
+    ops       differentiable ops, attached to Tensor as methods and operators
+    kernels   im2col / col2im: NumPy twin, C++ (pybind11), CUDA
+    nn        functional ops, layers, losses, init
+    optim     optimizers and schedulers
+    data      datasets, DataLoader, noise
+    models    the lecture's autoencoders
+    train     training loops, metrics, pictures; cli is the ``tinyae`` command
+"""
+
+import numpy as _np
+
+from tinyae import cuda, ops
+from tinyae.creation import (
+    arange,
+    full,
+    generator,
+    manual_seed,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randn,
+    randn_like,
+    zeros,
+    zeros_like,
+)
+from tinyae.gradcheck import gradcheck, gradgradcheck
+from tinyae.ops import *  # noqa: F403 - the functional API at the top level, as torch.*
+from tinyae.tensor import Tensor, enable_grad, grad, is_grad_enabled, no_grad, tensor
 
 __version__ = "0.1.0"
+
+float32 = _np.float32
+float64 = _np.float64
+int64 = _np.int64
+
+__all__ = [
+    "Tensor", "arange", "cuda", "enable_grad", "full", "generator", "grad", "gradcheck", "gradgradcheck",
+    "is_grad_enabled", "manual_seed", "no_grad", "ones", "ones_like", "ops", "rand", "rand_like", "randn",
+    "randn_like", "tensor", "zeros", "zeros_like", *ops.__all__,
+]  # fmt: skip

@@ -1,0 +1,78 @@
+"""Indexing: ``x[key]`` with ints, slices, None, Ellipsis, integer arrays and boolean masks.
+
+Backward scatters the gradient into a zero tensor of the input's shape. With
+integer-array indices the same element can be picked twice, so the scatter must
+*add* (``np.add.at``), not assign.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tinyae import backend
+from tinyae.tensor import Function, Tensor
+
+
+def _normalize_key(key: Any, xp: Any) -> tuple[Any, bool]:
+    """Unwrap Tensors in ``key``; report whether it is basic (views only, no repeats)."""
+    items = key if isinstance(key, tuple) else (key,)
+    out, basic = [], True
+    for k in items:
+        if isinstance(k, Tensor):
+            k = k.data
+        if isinstance(k, list):
+            k = xp.asarray(k)
+        if hasattr(k, "dtype") and getattr(k, "ndim", 0) > 0:
+            basic = False
+            if k.dtype.kind not in "biu":
+                raise TypeError(f"getitem: index arrays must be integer or boolean, got {k.dtype}")
+            if k.dtype.kind == "b":  # a mask selects the positions of its True values
+                out.extend(k.nonzero())
+                continue
+        out.append(k)
+    return tuple(out), basic
+
+
+class GetItem(Function):
+    def __init__(self, key: tuple, basic: bool) -> None:
+        self.key, self.basic = key, basic
+
+    def forward(self, x):
+        return x[self.key]
+
+    def backward(self, gy):
+        return ScatterAdd(self.key, self.basic, self.inputs[0].shape)(gy)
+
+
+class ScatterAdd(Function):
+    """The adjoint of GetItem: zeros of ``shape`` with ``gy`` added at ``key``."""
+
+    def __init__(self, key: tuple, basic: bool, shape: tuple[int, ...]) -> None:
+        self.key, self.basic, self.shape = key, basic, shape
+
+    def forward(self, gy):
+        xp = backend.get_array_module(gy)
+        gx = xp.zeros(self.shape, dtype=gy.dtype)
+        if self.basic:
+            gx[self.key] = gy  # a basic index never selects an element twice
+        elif xp is backend.get_array_module():  # NumPy
+            xp.add.at(gx, self.key, gy)
+        else:
+            import cupyx
+
+            cupyx.scatter_add(gx, self.key, gy)
+        return gx
+
+    def backward(self, ggx):
+        return GetItem(self.key, self.basic)(ggx)
+
+
+def getitem(x: Tensor, key: Any) -> Tensor:
+    xp = backend.get_array_module(x.data)
+    key, basic = _normalize_key(key, xp)
+    try:
+        return GetItem(key, basic)(x)
+    except IndexError as exc:
+        raise IndexError(
+            f"getitem: index {key!r} is invalid for a tensor of shape {x.shape}: {exc}"
+        ) from None

@@ -1,0 +1,466 @@
+"""The autograd core: ``Tensor``, ``Function`` and reverse-mode differentiation.
+
+A ``Tensor`` wraps an ndarray (NumPy, or CuPy on a GPU) in ``.data``. When an op is
+applied to tensors that require gradients, the op's ``Function`` object is recorded
+as the output's ``creator``; following creators backwards gives the graph.
+
+``backward`` visits that graph in reverse topological order (found iteratively, so
+depth is limited by memory, not by Python's recursion limit) and asks every
+``Function`` for the gradients of its inputs given the gradients of its outputs.
+
+Backward rules are written with Tensor ops, not raw arrays. With
+``create_graph=False`` they run under ``no_grad`` (no graph, no cost); with
+``create_graph=True`` they are recorded like any forward computation, so the
+gradient is itself differentiable: double backward for free.
+
+The operators (``+``, ``@``, ``.sum()``, ...) are attached to ``Tensor`` by
+``tinyae.ops`` — this module knows nothing about particular ops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from tinyae import backend
+
+
+class _GradMode:
+    enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return _GradMode.enabled
+
+
+class _SetGradEnabled(contextlib.ContextDecorator):
+    """Context manager (and decorator) that switches graph recording."""
+
+    def __init__(self, mode: bool) -> None:
+        self.mode = mode
+
+    def __enter__(self) -> None:
+        self.prev = _GradMode.enabled
+        _GradMode.enabled = self.mode
+
+    def __exit__(self, *exc: object) -> None:
+        _GradMode.enabled = self.prev
+
+
+def no_grad() -> _SetGradEnabled:
+    """``with tinyae.no_grad():`` — ops record no graph (inference, optimizer steps)."""
+    return _SetGradEnabled(False)
+
+
+def enable_grad() -> _SetGradEnabled:
+    return _SetGradEnabled(True)
+
+
+class Tensor:
+    """An n-dimensional array that can remember how it was computed.
+
+    ``data``           the ndarray (numpy.ndarray or cupy.ndarray)
+    ``grad``           accumulated gradient (a Tensor) after ``backward``; leaves only
+    ``requires_grad``  whether gradients flow to / through this tensor
+    ``creator``        the Function that produced it (None for leaves)
+    """
+
+    __array_priority__ = 1000  # so ndarray + Tensor defers to Tensor.__radd__
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None, device: Any = None) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        self.data = backend.as_array(data, dtype=dtype, device=device)
+        self.grad: Tensor | None = None
+        self.creator: Function | None = None
+        self._out_index = 0  # which output of ``creator`` this tensor is
+        self._retains_grad = False
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ----------------------------------------------------------- properties
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.creator is None
+
+    @property
+    def T(self) -> Tensor:
+        return self.transpose(*reversed(range(self.ndim))) if self.ndim > 1 else self
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        extra = ""
+        if self.dtype != backend.DEFAULT_DTYPE:
+            extra += f", dtype={self.dtype}"
+        if self.device != "cpu":
+            extra += f", device='{self.device}'"
+        if self.creator is not None:
+            extra += f", grad_fn=<{type(self.creator).__name__}>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    # ------------------------------------------------------------ conversion
+    def item(self) -> Any:
+        if self.size != 1:
+            raise ValueError(f"item(): only one-element tensors can be converted, got shape {self.shape}")
+        return self.data.item()
+
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (copied from the GPU when needed)."""
+        return backend.to_device(self.data, "cpu")
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def detach(self) -> Tensor:
+        """Same data, no history, no gradient."""
+        return Tensor(self.data)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(
+                f"requires_grad_: only floating point tensors can require gradients, got {self.dtype}"
+            )
+        if not requires_grad and self.creator is not None:
+            raise RuntimeError("requires_grad_(False) is only allowed on leaf tensors; use .detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self) -> Tensor:
+        """Keep ``.grad`` for this non-leaf tensor after ``backward`` (as PyTorch)."""
+        self._retains_grad = True
+        return self
+
+    def to(self, device: Any = None, dtype: Any = None) -> Tensor:
+        """A copy on ``device`` and/or with ``dtype``; ``self`` when nothing changes.
+
+        Differentiable: gradients flow back to the original device and dtype.
+        """
+        from tinyae.ops.shape import to  # local: ops import this module
+
+        return to(self, device=device, dtype=dtype)
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self) -> Tensor:
+        return self.to("cuda")
+
+    def float(self) -> Tensor:
+        return self.to(dtype=np.float32)
+
+    def double(self) -> Tensor:
+        return self.to(dtype=np.float64)
+
+    # ------------------------------------------------------------- autograd
+    def backward(
+        self, grad: Any = None, retain_graph: bool | None = None, create_graph: bool = False
+    ) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        ``grad`` is the upstream gradient; it may be omitted only for a one-element tensor.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward: this tensor does not require grad and has no grad_fn "
+                "(did you create it under no_grad, or forget requires_grad=True?)"
+            )
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(
+                    f"backward: grad can be implicitly created only for scalar outputs; "
+                    f"got shape {self.shape}, pass grad= of the same shape"
+                )
+            grad = Tensor(backend.get_array_module(self.data).ones_like(self.data))
+        run_backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: Any = None) -> Tensor:
+    """Make a Tensor from Python data or an array (float data becomes float32 by default)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
+
+
+def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
+    """Wrap a non-Tensor operand; Python scalars take the dtype and device of ``like``."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and isinstance(x, (int, float, bool, np.number)):
+        xp = backend.get_array_module(like.data)
+        dtype = like.dtype if like.dtype.kind == "f" or isinstance(x, (int, bool)) else np.result_type(x)
+        return Tensor(xp.asarray(x, dtype=dtype))
+    if like is not None and backend.is_cupy_array(like.data) and isinstance(x, np.ndarray):
+        raise RuntimeError(
+            f"expected all tensors on the same device, found {like.device} and cpu (a NumPy array)"
+        )
+    return Tensor(x)
+
+
+class Function:
+    """One differentiable operation: ``forward`` on arrays, ``backward`` on Tensors.
+
+    Subclasses implement
+
+    * ``forward(self, *arrays) -> array or tuple of arrays``
+    * ``backward(self, *grad_outputs: Tensor) -> Tensor or tuple`` — one entry per
+      input, ``None`` where no gradient is needed (see ``self.needs_input_grad``).
+
+    Inside ``backward``, ``self.inputs`` are the input Tensors and ``self.output(i)``
+    the i-th output Tensor; both may be used in the (differentiable) rule.
+    """
+
+    inputs: tuple[Tensor, ...]
+    needs_input_grad: tuple[bool, ...]
+
+    def __call__(self, *inputs: Any) -> Any:
+        xs = _as_tensors(inputs)
+        _check_same_device(type(self).__name__, xs)
+        ys = self.forward(*[x.data for x in xs])
+        multi = isinstance(ys, tuple)
+        outputs = tuple(Tensor(y) for y in (ys if multi else (ys,)))
+        if _GradMode.enabled and any(x.requires_grad for x in xs):
+            self.inputs = xs
+            self.needs_input_grad = tuple(x.requires_grad for x in xs)
+            self._outputs = tuple(weakref.ref(y) for y in outputs)
+            self._out_meta = tuple((y.shape, y.dtype) for y in outputs)
+            for i, y in enumerate(outputs):
+                y.requires_grad = y.data.dtype.kind == "f"
+                y.creator = self
+                y._out_index = i
+        return outputs if multi else outputs[0]
+
+    def forward(self, *xs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, *gys: Tensor) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def output(self, i: int = 0) -> Tensor:
+        """The i-th output Tensor (kept by a weak reference to avoid a cycle)."""
+        y = self._outputs[i]()
+        if y is None:
+            raise RuntimeError(f"{type(self).__name__}: output {i} was freed before backward")
+        return y
+
+    def release(self) -> None:
+        """Drop inputs and saved buffers once backward has used them."""
+        self.__dict__.clear()
+        self._released = True
+
+
+def _as_tensors(inputs: Sequence[Any]) -> tuple[Tensor, ...]:
+    like = next((x for x in inputs if isinstance(x, Tensor)), None)
+    return tuple(as_tensor(x, like) for x in inputs)
+
+
+def _check_same_device(op: str, xs: Sequence[Tensor]) -> None:
+    if len(xs) < 2:
+        return
+    first = xs[0].device
+    for x in xs[1:]:
+        if x.device != first:
+            raise RuntimeError(f"{op}: expected all tensors on the same device, found {first} and {x.device}")
+
+
+# ------------------------------------------------------------------ backward
+def _topological_order(roots: Iterable[Function]) -> list[Function]:
+    """Functions reachable from ``roots``, each after every Function that consumes it.
+
+    Iterative depth-first search: an explicit stack instead of recursion, so a chain
+    of 100,000 ops is fine.
+    """
+    order: list[Function] = []
+    visited: set[int] = set()
+    stack = [(root, False) for root in roots]
+    while stack:
+        f, finished = stack.pop()
+        if finished:
+            order.append(f)  # post-order: every producer of f's inputs is already in `order`
+            continue
+        if id(f) in visited:
+            continue
+        visited.add(id(f))
+        stack.append((f, True))
+        for x in getattr(f, "inputs", ()):
+            if x.creator is not None and id(x.creator) not in visited:
+                stack.append((x.creator, False))
+    order.reverse()  # consumers first
+    return order
+
+
+def run_backward(
+    outputs: Sequence[Tensor],
+    grad_outputs: Sequence[Any],
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    inputs: Sequence[Tensor] | None = None,
+) -> list[Tensor | None] | None:
+    """The engine behind ``Tensor.backward`` and ``tinyae.grad``.
+
+    With ``inputs=None`` gradients are accumulated into leaves' ``.grad``; otherwise
+    the gradients with respect to ``inputs`` are returned and no ``.grad`` changes.
+    """
+    if retain_graph is None:
+        retain_graph = create_graph
+    # Pending gradient of every non-leaf output: key (id(creator), output index).
+    grads: dict[tuple[int, int], Tensor] = {}
+    leaf_grads: dict[int, Tensor] = {}
+    wanted = {id(t): t for t in inputs} if inputs is not None else None
+    roots = []
+    for y, gy in zip(outputs, grad_outputs):
+        gy = as_tensor(gy, like=y)
+        if gy.shape != y.shape:
+            raise ValueError(f"backward: grad has shape {gy.shape} but the output has shape {y.shape}")
+        if y.creator is None:
+            if y.requires_grad:
+                _deliver_leaf(y, gy, wanted, leaf_grads)
+            continue
+        _accumulate(grads, (id(y.creator), y._out_index), gy)
+        roots.append(y.creator)
+
+    order = _topological_order(roots)
+    # A released Function drops its inputs, but an input's own creator may still need
+    # it as ``output()`` in its backward: keep such tensors alive until then.
+    awaiting_creator: dict[int, list[Tensor]] = {}
+    with _SetGradEnabled(create_graph):
+        for f in order:
+            if getattr(f, "_released", False):
+                raise RuntimeError(
+                    f"backward: trying to backward through the graph a second time ({type(f).__name__}); "
+                    "its saved buffers were freed. Pass retain_graph=True to the first backward."
+                )
+            gys = []
+            for i in range(len(f._out_meta)):
+                gy = grads.pop((id(f), i), None)
+                if gy is not None:
+                    y = f._outputs[i]()
+                    if y is not None and y._retains_grad and wanted is None:
+                        y.grad = gy if y.grad is None else y.grad + gy
+                    if wanted is not None and y is not None and id(y) in wanted:
+                        leaf_grads[id(y)] = gy
+                gys.append(gy)
+            if any(g is not None for g in gys):
+                _backward_one(f, gys, grads, wanted, leaf_grads)
+            if not retain_graph:
+                for x in f.inputs:
+                    if x.creator is not None:
+                        awaiting_creator.setdefault(id(x.creator), []).append(x)
+                f.release()
+            awaiting_creator.pop(id(f), None)
+
+    if wanted is None:
+        return None
+    return [leaf_grads.get(id(t)) for t in inputs]
+
+
+def _backward_one(f: Function, gys: list, grads: dict, wanted: dict | None, leaf_grads: dict) -> None:
+    """Call ``f.backward`` and route each input gradient to a leaf or to its creator."""
+    if any(g is None for g in gys):  # outputs that got no gradient count as zero
+        xp = backend.get_array_module(f.inputs[0].data)
+        gys = [g if g is not None else Tensor(xp.zeros(s, dtype=d)) for g, (s, d) in zip(gys, f._out_meta)]
+    gxs = f.backward(*gys)
+    if not isinstance(gxs, tuple):
+        gxs = (gxs,)
+    for x, gx, need in zip(f.inputs, gxs, f.needs_input_grad):
+        if not need or gx is None:
+            continue
+        if gx.shape != x.shape:
+            raise RuntimeError(
+                f"{type(f).__name__}.backward returned a gradient of shape {gx.shape} "
+                f"for an input of shape {x.shape}"
+            )
+        if x.creator is None:
+            _deliver_leaf(x, gx, wanted, leaf_grads)
+        else:
+            _accumulate(grads, (id(x.creator), x._out_index), gx)
+
+
+def _accumulate(store: dict, key: Any, g: Tensor) -> None:
+    store[key] = g if key not in store else store[key] + g
+
+
+def _deliver_leaf(x: Tensor, g: Tensor, wanted: dict | None, leaf_grads: dict) -> None:
+    """Leaf gradient: into ``x.grad`` for ``backward``, into the results for ``grad``."""
+    if wanted is None:
+        # A fresh sum rather than an in-place add: the same gradient Tensor may be
+        # handed to several leaves (e.g. both inputs of ``a + b``).
+        x.grad = g if x.grad is None else x.grad + g
+    elif id(x) in wanted:
+        _accumulate(leaf_grads, id(x), g)
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple[Tensor | None, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs`` (``torch.autograd.grad``).
+
+    Returns one Tensor per input; ``.grad`` attributes are left untouched. With
+    ``create_graph=True`` the results are differentiable (e.g. gradient penalties).
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    single = isinstance(inputs, Tensor)
+    inputs = [inputs] if single else list(inputs)
+    for t in inputs:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: inputs must be Tensors, got {type(t).__name__}")
+        if not t.requires_grad:
+            raise RuntimeError("grad: one of the inputs does not require grad")
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Tensor) or not isinstance(grad_outputs, (list, tuple)):
+        grad_outputs = [grad_outputs]
+    gys = []
+    for y, gy in zip(outputs, grad_outputs):
+        if not y.requires_grad:
+            raise RuntimeError("grad: one of the outputs does not require grad and has no grad_fn")
+        if gy is None:
+            if y.size != 1:
+                raise RuntimeError(
+                    f"grad: grad_outputs can be omitted only for scalar outputs, got shape {y.shape}"
+                )
+            gy = Tensor(backend.get_array_module(y.data).ones_like(y.data))
+        gys.append(gy)
+    result = run_backward(outputs, gys, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
+    if not allow_unused and any(g is None for g in result):
+        raise RuntimeError(
+            "grad: one of the differentiated tensors appears not to have been used in the graph; "
+            "pass allow_unused=True if this is intended"
+        )
+    return tuple(result)
