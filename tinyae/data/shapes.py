@@ -30,7 +30,7 @@ import numpy as np
 __all__ = ["SHAPE_CLASSES", "Shapes", "render_shapes"]
 
 SIZE = 28
-MIN_RADIUS, MAX_RADIUS = 6.0, 12.5  # circumradius in pixels
+MIN_RADIUS, MAX_RADIUS = 6.0, 12.0  # circumradius in pixels
 CROSS_HALF_WIDTH = 0.3  # half thickness of the cross's bars, in radius units
 
 
@@ -118,9 +118,10 @@ class Shapes:
         targets = rng.permutation(np.arange(n) % len(self.classes)).astype(np.int64)
         angle = rng.uniform(0.0, 2 * np.pi, n)
         radius = rng.uniform(MIN_RADIUS, MAX_RADIUS, n)
-        # Keep the whole shape (and a one-pixel margin) inside the image.
-        low = radius - 0.5 + 1.0
-        high = SIZE - 0.5 - radius - 1.0
+        # Keep the shape's circumcircle a pixel away from the border pixels' centres,
+        # so the outermost rows and columns stay black.
+        low = radius + 1.0
+        high = (SIZE - 1) - radius - 1.0
         cx = low + (high - low) * rng.random(n)
         cy = low + (high - low) * rng.random(n)
 
