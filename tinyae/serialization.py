@@ -137,8 +137,11 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
             # testzip reads every member and checks its CRC: a flipped byte in
             # the middle of an array would otherwise load silently as wrong numbers.
             bad = zf.testzip()
+            others = [name for name in zf.namelist() if not name.endswith(".npy")]
         if bad is not None:
             raise ValueError(f"entry {bad!r} fails its CRC check")
+        if others:
+            raise ValueError(f"entries {others[:3]} are not .npy arrays")
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except ValueError as exc:
