@@ -721,3 +721,32 @@ def test_noise_parameter_validation(make, name) -> None:
 def test_noise_rejects_integer_images() -> None:
     with pytest.raises(TypeError, match="floating"):
         GaussianNoise(0.1)(np.zeros((2, 2), np.uint8), 0)
+
+
+# --------------------------------------------------------------------------- devices (cuda: GPU only)
+
+
+def test_loader_puts_batches_on_device(device) -> None:
+    from tinyae.backend import device_of
+
+    loader = DataLoader(Shapes(n=40), batch_size=16, shuffle=True, seed=0, device=device)
+    batches = list(loader)
+    assert len(batches) == 3
+    for x, y in batches:
+        assert device_of(x.data).startswith(device) and device_of(y.data).startswith(device)
+        assert x.data.dtype == np.float32 and y.data.dtype == np.int64
+
+
+def test_noise_on_device(device) -> None:
+    from tinyae.backend import get_array_module, to_device
+
+    x = to_device(grey(value=1.0), device)
+    xp = get_array_module(x)
+    for noise in (GaussianNoise(0.1), SaltAndPepper(0.1), MaskingNoise(0.3), Compose([MaskingNoise(0.1)])):
+        y = noise(x, 0)
+        assert get_array_module(y) is xp and y.dtype == x.dtype and y.shape == x.shape
+        assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    # the same seed gives the same corruption on that device
+    assert bool((MaskingNoise(0.5)(x, 3) == MaskingNoise(0.5)(x, 3)).all())
+    zeroed = float((MaskingNoise(0.3)(x, np.random.default_rng(1)) == 0).mean())
+    assert abs(zeroed - 0.3) < 0.01
