@@ -32,6 +32,7 @@ from tinyae.creation import (
 )
 from tinyae.gradcheck import gradcheck, gradgradcheck
 from tinyae.ops import *  # noqa: F403 - the functional API at the top level, as torch.*
+from tinyae.serialization import load, save
 from tinyae.tensor import Tensor, enable_grad, grad, is_grad_enabled, no_grad, tensor
 
 __version__ = "0.1.0"
@@ -43,5 +44,5 @@ int64 = _np.int64
 __all__ = [
     "Tensor", "arange", "cuda", "enable_grad", "full", "generator", "grad", "gradcheck", "gradgradcheck",
     "is_grad_enabled", "manual_seed", "no_grad", "ones", "ones_like", "ops", "rand", "rand_like", "randn",
-    "randn_like", "tensor", "zeros", "zeros_like", *ops.__all__,
+    "randn_like", "load", "save", "tensor", "zeros", "zeros_like", *ops.__all__,
 ]  # fmt: skip
