@@ -3,8 +3,9 @@
 //
 // Work is split over the N*C output planes. A thread owns its plane, so the overlapping
 // windows (stride < kernel) accumulate without any write race or atomic, and the summation
-// order is fixed: the result is deterministic whatever the thread count.
-#include <cstring>
+// order is fixed: the result is deterministic whatever the thread count. Planes are numbered
+// with n fastest so that a thread reads each (OH, OW) block stream of col sequentially.
+#include <algorithm>
 
 #include "geometry.h"
 
@@ -13,8 +14,10 @@ namespace tinyae {
 namespace {
 
 // Add kernel tap (i, j)'s (OH, OW) block of col onto one output plane.
-template <typename T>
+// SW: compile-time stride (1 or 2) or 0 for the run-time stride, as in im2col.cpp.
+template <typename T, int SW>
 void add_tap(const T* src, T* plane, const Geometry& g, int64_t i, int64_t j) {
+    const int64_t s = SW ? SW : g.sw;
     const int64_t row_off = i * g.dh - g.ph;
     const int64_t col_off = j * g.dw - g.pw;
     const ValidRange rows = valid_range(row_off, g.sh, g.h, g.oh);
@@ -23,11 +26,25 @@ void add_tap(const T* src, T* plane, const Geometry& g, int64_t i, int64_t j) {
     for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
         const T* in = src + oh * g.ow;
         T* out = plane + (oh * g.sh + row_off) * g.w + col_off;  // out[ow*SW] receives in[ow]
-        if (g.sw == 1) {
-            // Contiguous on both sides: the compiler vectorises this loop.
-            for (int64_t ow = cols.lo; ow < cols.hi; ++ow) out[ow] += in[ow];
-        } else {
-            for (int64_t ow = cols.lo; ow < cols.hi; ++ow) out[ow * g.sw] += in[ow];
+        for (int64_t ow = cols.lo; ow < cols.hi; ++ow) out[ow * s] += in[ow];
+    }
+}
+
+template <typename T, int SW>
+void col2im_impl(const T* col, T* x, const Geometry& g) {
+    const int64_t plane_in = g.h * g.w;
+    const int64_t plane_out = g.oh * g.ow;
+    const int64_t planes = g.n * g.c;
+#pragma omp parallel for schedule(static) if (parallel_worth_it(planes * g.kh * g.kw * g.oh * g.ow))
+    for (int64_t p = 0; p < planes; ++p) {
+        const int64_t c = p / g.n, n = p % g.n;
+        T* plane = x + (n * g.c + c) * plane_in;
+        std::fill(plane, plane + plane_in, T(0));
+        for (int64_t i = 0; i < g.kh; ++i) {
+            for (int64_t j = 0; j < g.kw; ++j) {
+                const T* src = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * plane_out;
+                add_tap<T, SW>(src, plane, g, i, j);
+            }
         }
     }
 }
@@ -36,20 +53,12 @@ void add_tap(const T* src, T* plane, const Geometry& g, int64_t i, int64_t j) {
 
 template <typename T>
 void col2im(const T* col, T* x, const Geometry& g) {
-    const int64_t plane_in = g.h * g.w;
-    const int64_t plane_out = g.oh * g.ow;
-    const int64_t planes = g.n * g.c;
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
-        const int64_t n = p / g.c, c = p % g.c;
-        T* plane = x + p * plane_in;
-        std::memset(plane, 0, sizeof(T) * plane_in);
-        for (int64_t i = 0; i < g.kh; ++i) {
-            for (int64_t j = 0; j < g.kw; ++j) {
-                const T* src = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * plane_out;
-                add_tap(src, plane, g, i, j);
-            }
-        }
+    if (g.sw == 1) {
+        col2im_impl<T, 1>(col, x, g);
+    } else if (g.sw == 2) {
+        col2im_impl<T, 2>(col, x, g);
+    } else {
+        col2im_impl<T, 0>(col, x, g);
     }
 }
 

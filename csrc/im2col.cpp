@@ -2,9 +2,18 @@
 //
 // col[c, i, j, n, oh, ow] = x[n, c, oh*SH - PH + i*DH, ow*SW - PW + j*DW]  (0 outside the image)
 //
-// Work is split over the N*C input planes: each thread reads one small plane (which stays in
-// cache while it is copied KH*KW times) and writes KH*KW disjoint (OH, OW) blocks of col.
-#include <cstring>
+// Work is split over the N*C input planes. A thread reads one small plane (it stays in cache
+// while it is copied KH*KW times) and writes KH*KW disjoint (OH, OW) blocks of col. Planes are
+// numbered with n fastest, so one thread's consecutive planes write consecutive blocks of col:
+// KH*KW sequential write streams instead of scattered partial cache lines.
+//
+// Two ways to copy one plane:
+//  * fast path (small strides, the usual case): first build a zero-padded, phase-split copy of the
+//    plane in a per-thread scratch buffer; then every output row is one branch-free contiguous copy.
+//  * general path (large strides or huge padding, where that scratch would be big): a strided copy
+//    with the padding bounds computed once per kernel tap.
+#include <algorithm>
+#include <vector>
 
 #include "geometry.h"
 
@@ -16,31 +25,119 @@ namespace tinyae {
 
 namespace {
 
-// Fill one (OH, OW) block of col with kernel tap (i, j) of one input plane.
+// The fast path is used when strides are at most this and the scratch plane is at most
+// kMaxScratch elements (per thread).
+constexpr int64_t kMaxFastStride = 4;
+constexpr int64_t kMaxScratch = int64_t(1) << 20;
+
+// Layout of the fast path's scratch: the padded plane (HP, WP) = (H + 2PH, W + 2PW), split by
+// phase. Padded pixel (r, s) is stored at [r % SH][s % SW][r / SH][s / SW] in a buffer of shape
+// (SH, SW, HQ, WQ), HQ = ceil(HP / SH), WQ = ceil(WP / SW). Why: output pixel (oh, ow) of tap
+// (i, j) reads padded pixel (oh*SH + i*DH, ow*SW + j*DW), which is element (oh + i*DH/SH,
+// ow + j*DW/SW) of phase ((i*DH) % SH, (j*DW) % SW). The stride disappears: each output row is a
+// contiguous run of one phase row, and the zeros of the padding are already in place.
+struct PhaseLayout {
+    int64_t hq, wq;
+
+    explicit PhaseLayout(const Geometry& g)
+        : hq((g.h + 2 * g.ph + g.sh - 1) / g.sh), wq((g.w + 2 * g.pw + g.sw - 1) / g.sw) {}
+
+    int64_t size(const Geometry& g) const { return g.sh * g.sw * hq * wq; }
+
+    int64_t offset(const Geometry& g, int64_t r, int64_t s) const {
+        return (((r % g.sh) * g.sw + s % g.sw) * hq + r / g.sh) * wq + s / g.sw;
+    }
+};
+
+bool use_fast_path(const Geometry& g) {
+    if (g.sh > kMaxFastStride || g.sw > kMaxFastStride) return false;
+    if (g.h + 2 * g.ph > kMaxScratch || g.w + 2 * g.pw > kMaxScratch) return false;
+    return PhaseLayout(g).size(g) <= kMaxScratch;
+}
+
+// Write the pixels of one (H, W) plane into its padded, phase-split scratch. Only pixel positions
+// are written; the padding positions are never touched, so they stay zero from the one-time
+// zeroing of the scratch buffer (no per-plane memset).
 template <typename T>
-void copy_tap(const T* plane, T* dst, const Geometry& g, int64_t i, int64_t j) {
-    const int64_t row_off = i * g.dh - g.ph;  // input row of output row oh is oh*SH + row_off
-    const int64_t col_off = j * g.dw - g.pw;  // input column of output column ow is ow*SW + col_off
+void split_plane(const T* plane, T* scratch, const Geometry& g, const PhaseLayout& lay) {
+    const int64_t phases = std::min(g.sw, g.w);
+    // Offset, within a padded row, of the phase row that receives columns q, q + SW, ...
+    // Computed once (integer divisions are slow), not per row.
+    int64_t col_start[kMaxFastStride];
+    for (int64_t q = 0; q < phases; ++q) col_start[q] = lay.offset(g, 0, q + g.pw);
+    for (int64_t r = 0; r < g.h; ++r) {
+        const T* row = plane + r * g.w;
+        T* dst_row = scratch + lay.offset(g, r + g.ph, 0);  // offset(r, s) = offset(r, 0) + offset(0, s)
+        for (int64_t q = 0; q < phases; ++q) {
+            T* dst = dst_row + col_start[q];
+            for (int64_t k = 0, s = q; s < g.w; ++k, s += g.sw) dst[k] = row[s];
+        }
+    }
+}
+
+// Fast path: all KH*KW (OH, OW) blocks of one plane, from its phase-split scratch.
+template <typename T>
+void copy_plane_fast(const T* scratch, T* col, const Geometry& g, const PhaseLayout& lay, int64_t n,
+                     int64_t c) {
+    const int64_t plane_out = g.oh * g.ow;
+    for (int64_t i = 0; i < g.kh; ++i) {
+        for (int64_t j = 0; j < g.kw; ++j) {
+            T* dst = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * plane_out;
+            const T* src = scratch + lay.offset(g, i * g.dh, j * g.dw);  // pixel (0, 0) of this tap
+            for (int64_t oh = 0; oh < g.oh; ++oh) {
+                const T* in = src + oh * lay.wq;
+                T* out = dst + oh * g.ow;
+                for (int64_t ow = 0; ow < g.ow; ++ow) out[ow] = in[ow];  // contiguous: vectorised
+            }
+        }
+    }
+}
+
+// General path: one (OH, OW) block for tap (i, j), read with stride from the unpadded plane.
+template <typename T>
+void copy_tap_general(const T* plane, T* dst, const Geometry& g, int64_t i, int64_t j) {
+    const int64_t row_off = i * g.dh - g.ph;  // input row of output row oh: oh*SH + row_off
+    const int64_t col_off = j * g.dw - g.pw;  // input column of output column ow: ow*SW + col_off
+    // Hoisted bounds: the padding test is done once per tap, not once per element.
     const ValidRange rows = valid_range(row_off, g.sh, g.h, g.oh);
     const ValidRange cols = valid_range(col_off, g.sw, g.w, g.ow);
-    const int64_t n_valid = cols.hi - cols.lo;
-
-    // Output rows whose input row is padding: all zeros.
-    std::memset(dst, 0, sizeof(T) * rows.lo * g.ow);
-    std::memset(dst + rows.hi * g.ow, 0, sizeof(T) * (g.oh - rows.hi) * g.ow);
-
+    std::fill(dst, dst + rows.lo * g.ow, T(0));  // output rows whose input row is padding
     for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
         T* out = dst + oh * g.ow;
         const T* in = plane + (oh * g.sh + row_off) * g.w + col_off;  // in[ow*SW] is the source
-        std::memset(out, 0, sizeof(T) * cols.lo);
-        if (g.sw == 1) {
-            // Stride 1: the valid part of the row is one contiguous run.
-            std::memcpy(out + cols.lo, in + cols.lo, sizeof(T) * n_valid);
-        } else {
-            for (int64_t ow = cols.lo; ow < cols.hi; ++ow) out[ow] = in[ow * g.sw];
-        }
-        std::memset(out + cols.hi, 0, sizeof(T) * (g.ow - cols.hi));
+        std::fill(out, out + cols.lo, T(0));
+        for (int64_t ow = cols.lo; ow < cols.hi; ++ow) out[ow] = in[ow * g.sw];
+        std::fill(out + cols.hi, out + g.ow, T(0));
     }
+    std::fill(dst + rows.hi * g.ow, dst + g.oh * g.ow, T(0));
+}
+
+// Hint the CPU to start loading a plane into cache (a no-op on compilers without the builtin).
+template <typename T>
+inline void prefetch_plane(const T* plane, int64_t size) {
+#if defined(__GNUC__) || defined(__clang__)
+    constexpr int64_t kLine = 64 / sizeof(T);  // elements per cache line
+    for (int64_t k = 0; k < size; k += kLine) __builtin_prefetch(plane + k);
+#else
+    (void)plane;
+    (void)size;
+#endif
+}
+
+int max_threads() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int thread_id() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
 }
 
 }  // namespace
@@ -48,16 +145,32 @@ void copy_tap(const T* plane, T* dst, const Geometry& g, int64_t i, int64_t j) {
 template <typename T>
 void im2col(const T* x, T* col, const Geometry& g) {
     const int64_t plane_in = g.h * g.w;
-    const int64_t plane_out = g.oh * g.ow;
     const int64_t planes = g.n * g.c;
-#pragma omp parallel for schedule(static)
+    const bool fast = use_fast_path(g);
+    const PhaseLayout lay(g);
+    const int64_t scratch_size = fast ? lay.size(g) : 0;
+    const int threads = max_threads();
+    // One zero-initialised scratch plane per thread, allocated here (outside the parallel region) so
+    // that an allocation failure is an ordinary C++ exception (-> MemoryError), not a crash in OpenMP.
+    std::vector<T> scratch(static_cast<size_t>(scratch_size * threads));
+
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel_worth_it(planes * g.kh * g.kw * g.oh * g.ow))
     for (int64_t p = 0; p < planes; ++p) {
-        const int64_t n = p / g.c, c = p % g.c;
-        const T* plane = x + p * plane_in;
-        for (int64_t i = 0; i < g.kh; ++i) {
-            for (int64_t j = 0; j < g.kw; ++j) {
-                T* dst = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * plane_out;
-                copy_tap(plane, dst, g, i, j);
+        const int64_t c = p / g.n, n = p % g.n;
+        const T* plane = x + (n * g.c + c) * plane_in;
+        // Planes are visited n-fastest, i.e. C*H*W elements apart in x: too far for the hardware
+        // prefetcher, so ask for the next plane now and it arrives while this one is copied.
+        if (p + 1 < planes) prefetch_plane(x + (((p + 1) % g.n) * g.c + (p + 1) / g.n) * plane_in, plane_in);
+        if (fast) {
+            T* mine = scratch.data() + thread_id() * scratch_size;
+            split_plane(plane, mine, g, lay);
+            copy_plane_fast(mine, col, g, lay, n, c);
+        } else {
+            for (int64_t i = 0; i < g.kh; ++i) {
+                for (int64_t j = 0; j < g.kw; ++j) {
+                    T* dst = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * g.oh * g.ow;
+                    copy_tap_general(plane, dst, g, i, j);
+                }
             }
         }
     }
