@@ -1,0 +1,387 @@
+"""Tests of the im2col / col2im kernels: NumPy twin, C++ extension, CUDA.
+
+The NumPy twin is checked against naive pixel loops written here; the C++ and
+CUDA kernels are checked against the twin over a grid of shapes and parameters.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinyae.kernels as K
+from tinyae.kernels import cuda as cuda_kernels
+from tinyae.kernels import numpy_kernels as nk
+from tinyae.kernels import out_size
+
+try:
+    from tinyae import _C
+except ImportError as exc:  # not built: the C++ tests are skipped, the rest still run
+    _C = None
+    _C_REASON = f"C++ extension tinyae._C is not built ({exc}); run `pip install --no-build-isolation -e .`"
+else:
+    _C_REASON = ""
+
+needs_cpp = pytest.mark.skipif(_C is None, reason=_C_REASON)
+
+DTYPES = [np.float32, np.float64]
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+# ---------------------------------------------------------------- naive references
+
+
+def naive_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw):
+    """col[c, i, j, n, oh, ow] = x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw], one pixel at a time."""
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
+    col = np.zeros((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    for ci, i, j, ni, a, b in itertools.product(range(c), range(kh), range(kw), range(n), range(oh), range(ow)):
+        y, z = a * sh - ph + i * dh, b * sw - pw + j * dw
+        if 0 <= y < h and 0 <= z < w:
+            col[ci, i, j, ni, a, b] = x[ni, ci, y, z]
+    return col
+
+
+def naive_col2im(col, h, w, sh, sw, ph, pw, dh, dw):
+    """Add every column entry back onto the pixel it came from (padding entries are dropped)."""
+    c, kh, kw, n, oh, ow = col.shape
+    x = np.zeros((n, c, h, w), dtype=col.dtype)
+    for ci, i, j, ni, a, b in itertools.product(range(c), range(kh), range(kw), range(n), range(oh), range(ow)):
+        y, z = a * sh - ph + i * dh, b * sw - pw + j * dw
+        if 0 <= y < h and 0 <= z < w:
+            x[ni, ci, y, z] += col[ci, i, j, ni, a, b]
+    return x
+
+
+def random(shape, dtype, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def assert_close(actual, expected, dtype):
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
+
+
+def param_grid(h, w, kh, kw, strides=(1, 2, 3), pads=(0, 1, 2, 3), dils=(1, 2, 3)):
+    """Every (sh, sw, ph, pw, dh, dw) for which the kernel fits the padded (h, w) input."""
+    for sh, sw, ph, pw, dh, dw in itertools.product(strides, strides, pads, pads, dils, dils):
+        if out_size(h, kh, sh, ph, dh) >= 1 and out_size(w, kw, sw, pw, dw) >= 1:
+            yield sh, sw, ph, pw, dh, dw
+
+
+# ---------------------------------------------------------------- NumPy twin vs naive loops
+
+NAIVE_CASES = [
+    # (x shape, kh, kw, sh, sw, ph, pw, dh, dw)
+    ((2, 3, 5, 6), 3, 3, 1, 1, 1, 1, 1, 1),
+    ((1, 2, 7, 5), 2, 3, 2, 1, 0, 2, 1, 2),
+    ((2, 1, 6, 6), 3, 2, 3, 2, 2, 1, 2, 1),
+    ((1, 1, 4, 4), 1, 1, 1, 1, 0, 0, 1, 1),
+    ((1, 2, 3, 3), 5, 5, 1, 1, 1, 1, 1, 1),  # kernel as large as the padded input
+    ((2, 2, 5, 5), 3, 3, 1, 2, 3, 3, 3, 2),
+]
+
+
+@pytest.mark.parametrize("case", NAIVE_CASES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy_twin_matches_naive_loops(case, dtype):
+    shape, *params = case
+    x = random(shape, dtype)
+    col = nk.im2col(x, *params)
+    np.testing.assert_array_equal(col, naive_im2col(x, *params))
+    c = random(col.shape, dtype, seed=1)
+    h, w = shape[2:]
+    kh, kw, *rest = params
+    assert_close(nk.col2im(c, h, w, *rest), naive_col2im(c, h, w, *rest), dtype)
+
+
+def test_col2im_sums_overlapping_windows():
+    # 3x3 windows, stride 1, padding 1 over a 4x4 image: each pixel is in as many windows as
+    # its 3x3 neighbourhood has pixels inside the image (4 in a corner, 6 on an edge, 9 inside).
+    col = np.ones((1, 3, 3, 1, 4, 4))
+    counts = nk.col2im(col, 4, 4, 1, 1, 1, 1, 1, 1)[0, 0]
+    expected = np.array([[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]])
+    np.testing.assert_array_equal(counts, expected)
+    if _C is not None:
+        np.testing.assert_array_equal(_C.col2im(col, 4, 4, 1, 1, 1, 1, 1, 1)[0, 0], expected)
+
+
+@pytest.mark.parametrize("impl", ["numpy", "cpp"])
+def test_adjoint(impl):
+    """<im2col(x), c> == <x, col2im(c)>: col2im is the transpose of im2col."""
+    if impl == "cpp" and _C is None:
+        pytest.skip(_C_REASON)
+    mod = nk if impl == "numpy" else _C
+    for shape, *params in NAIVE_CASES:
+        x = random(shape, np.float64)
+        col = mod.im2col(x, *params)
+        c = random(col.shape, np.float64, seed=2)
+        lhs = np.vdot(col, c)
+        rhs = np.vdot(x, mod.col2im(c, shape[2], shape[3], *params[2:]))
+        assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs)) * c.size
+
+
+# ---------------------------------------------------------------- C++ vs NumPy twin over a grid
+
+GRID_SHAPES = [
+    # (x shape, kh, kw): odd sizes, batch 1, 1x1 kernels, non-square kernels
+    ((2, 3, 7, 9), 3, 3),
+    ((1, 2, 5, 6), 1, 1),
+    ((1, 1, 6, 5), 2, 3),
+]
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kh,kw", GRID_SHAPES, ids=str)
+def test_cpp_matches_twin_on_grid(shape, kh, kw, dtype):
+    x = random(shape, dtype)
+    n_checked = 0
+    for sh, sw, ph, pw, dh, dw in param_grid(shape[2], shape[3], kh, kw):
+        args = (kh, kw, sh, sw, ph, pw, dh, dw)
+        col = _C.im2col(x, *args)
+        np.testing.assert_array_equal(col, nk.im2col(x, *args), err_msg=str(args))  # a pure copy
+        c = random(col.shape, dtype, seed=n_checked)
+        h, w = shape[2:]
+        assert_close(_C.col2im(c, h, w, *args[2:]), nk.col2im(c, h, w, *args[2:]), dtype)
+        n_checked += 1
+    assert n_checked > 100
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpp_kernel_as_large_as_padded_input(dtype):
+    x = random((1, 2, 5, 4), dtype)
+    for ph, pw, dh, dw in itertools.product(range(4), range(4), (1, 2), (1, 2)):
+        # The largest kernel whose dilated extent DH*(KH-1)+1 still fits the padded input.
+        kh, kw = (5 + 2 * ph - 1) // dh + 1, (4 + 2 * pw - 1) // dw + 1
+        args = (kh, kw, 1, 1, ph, pw, dh, dw)
+        col = _C.im2col(x, *args)
+        assert col.shape[4:] == (out_size(5, kh, 1, ph, dh), out_size(4, kw, 1, pw, dw))
+        if dh == dw == 1:
+            assert col.shape[4:] == (1, 1)  # a single window covers the whole padded input
+        with pytest.raises(ValueError, match="does not fit"):
+            _C.im2col(x, kh + 1, kw, 1, 1, ph, pw, dh, dw)
+        np.testing.assert_array_equal(col, nk.im2col(x, *args))
+        c = random(col.shape, dtype)
+        assert_close(_C.col2im(c, 5, 4, *args[2:]), nk.col2im(c, 5, 4, *args[2:]), dtype)
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpp_large_strides_and_padding(dtype):
+    """Strides > 4 or wide padding take the C++ general (non phase-split) path."""
+    x = random((2, 2, 11, 13), dtype)
+    for args in [(3, 3, 5, 6, 2, 1, 1, 1), (2, 3, 7, 5, 4, 0, 2, 3), (3, 3, 1, 1, 700, 2, 1, 1)]:
+        col = _C.im2col(x, *args)
+        np.testing.assert_array_equal(col, nk.im2col(x, *args))
+        c = random(col.shape, dtype)
+        assert_close(_C.col2im(c, 11, 13, *args[2:]), nk.col2im(c, 11, 13, *args[2:]), dtype)
+
+
+@needs_cpp
+def test_cpp_large_batch_runs_parallel_path():
+    """Big enough to cross the threshold above which the C++ loops run in parallel."""
+    x = random((16, 8, 20, 18), np.float32)
+    for args in [(3, 3, 1, 1, 1, 1, 1, 1), (3, 3, 2, 2, 1, 1, 1, 1), (4, 4, 2, 2, 1, 1, 1, 1)]:
+        col = _C.im2col(x, *args)
+        np.testing.assert_array_equal(col, nk.im2col(x, *args))
+        assert_close(_C.col2im(col, 20, 18, *args[2:]), nk.col2im(col, 20, 18, *args[2:]), np.float32)
+
+
+# ---------------------------------------------------------------- layouts and dispatch
+
+
+def non_contiguous_views(x):
+    return {
+        "sliced": np.repeat(x, 2, axis=3)[:, :, :, ::2],
+        "reversed": x[:, :, ::-1, :][:, :, ::-1, :],
+        "fortran": np.asfortranarray(x),
+        "transposed": np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3),
+    }
+
+
+@pytest.mark.parametrize("impl", ["numpy", "cpp"])
+def test_non_contiguous_inputs(impl):
+    if impl == "cpp" and _C is None:
+        pytest.skip(_C_REASON)
+    mod = nk if impl == "numpy" else _C
+    x = random((2, 3, 7, 6), np.float64)
+    args = (3, 2, 2, 1, 1, 0, 1, 2)
+    expected = mod.im2col(x, *args)
+    c = random(expected.shape, np.float64)
+    expected_x = mod.col2im(c, 7, 6, *args[2:])
+    for name, view in non_contiguous_views(x).items():
+        np.testing.assert_array_equal(view, x)
+        np.testing.assert_array_equal(mod.im2col(view, *args), expected, err_msg=name)
+    c_view = np.repeat(c, 2, axis=5)[..., ::2]
+    np.testing.assert_array_equal(mod.col2im(c_view, 7, 6, *args[2:]), expected_x)
+    np.testing.assert_array_equal(mod.im2col(np.broadcast_to(x[:1], x.shape), *args)[:, :, :, 1],
+                                  expected[:, :, :, 0])
+
+
+def test_dispatch_and_info():
+    x = np.zeros((1, 1, 3, 3), np.float32)
+    assert K.backend_name(x) == K.get_kernels()
+    assert K.cpp_available() == (_C is not None)
+    assert (K.cpp_unavailable_reason() is None) == K.cpp_available()
+    assert K.openmp_threads() >= 0
+    previous = K.get_kernels()
+    try:
+        K.set_kernels("numpy")
+        assert K.backend_name(x) == "numpy"
+        np.testing.assert_array_equal(K.im2col(x, 2, 2, 1, 1, 0, 0, 1, 1), nk.im2col(x, 2, 2, 1, 1, 0, 0, 1, 1))
+        if _C is not None:
+            K.set_kernels("cpp")
+            assert K.backend_name(x) == "cpp"
+        with pytest.raises(ValueError, match="set_kernels"):
+            K.set_kernels("fortran")
+    finally:
+        K.set_kernels(previous)
+
+
+@needs_cpp
+def test_openmp_threads_reported():
+    assert _C.openmp_threads() == K.openmp_threads() >= 0
+
+
+def test_env_var_selects_numpy_twin():
+    code = "import numpy, tinyae.kernels as K; print(K.backend_name(numpy.zeros(1)))"
+    env = dict(os.environ, TINYAE_KERNELS="numpy")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "numpy"
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def implementations():
+    impls = [("numpy", nk), ("dispatch", K)]
+    if _C is not None:
+        impls.append(("cpp", _C))
+    return impls
+
+
+@pytest.mark.parametrize("name,mod", implementations(), ids=lambda v: v if isinstance(v, str) else "")
+def test_bad_im2col_arguments(name, mod):
+    x = np.zeros((2, 3, 5, 5), np.float32)
+    ok = (3, 3, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(TypeError, match=r"im2col: argument 'x' must be float32 or float64.*int64"):
+        mod.im2col(x.astype(np.int64), *ok)
+    with pytest.raises(TypeError, match="im2col: argument 'x'.*float16"):
+        mod.im2col(x.astype(np.float16), *ok)
+    with pytest.raises(ValueError, match="im2col: argument 'x' must be 4-D"):
+        mod.im2col(x[0], *ok)
+    with pytest.raises(ValueError, match="im2col: argument 'kh' must be positive"):
+        mod.im2col(x, 0, 3, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="im2col: argument 'sw' must be positive"):
+        mod.im2col(x, 3, 3, 1, 0, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="im2col: argument 'dh' must be positive"):
+        mod.im2col(x, 3, 3, 1, 1, 1, 1, -1, 1)
+    with pytest.raises(ValueError, match="im2col: argument 'pw' must be >= 0"):
+        mod.im2col(x, 3, 3, 1, 1, 1, -1, 1, 1)
+    with pytest.raises(ValueError, match="im2col: kernel .* does not fit"):
+        mod.im2col(x, 8, 3, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="im2col: kernel .* does not fit"):
+        mod.im2col(x, 3, 3, 1, 1, 0, 0, 3, 1)  # dilated extent 7 > 5
+    with pytest.raises((ValueError, MemoryError)):
+        mod.im2col(x, 3, 3, 1, 1, 2**40, 1, 1, 1)  # absurd padding: an error, never a crash
+
+
+@pytest.mark.parametrize("name,mod", implementations(), ids=lambda v: v if isinstance(v, str) else "")
+def test_bad_col2im_arguments(name, mod):
+    col = np.zeros((3, 3, 3, 2, 5, 5), np.float64)  # from a (2, 3, 5, 5) image, k3 s1 p1
+    with pytest.raises(TypeError, match="col2im: argument 'col' must be float32 or float64.*int32"):
+        mod.col2im(col.astype(np.int32), 5, 5, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="col2im: argument 'col' must be 6-D"):
+        mod.col2im(col[0], 5, 5, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="col2im: argument 'col'.*\\(OH, OW\\)"):
+        mod.col2im(col, 6, 5, 1, 1, 1, 1, 1, 1)  # (6, 5) gives OH = 6, col has 5
+    with pytest.raises(ValueError, match="col2im: argument 'col'.*\\(OH, OW\\)"):
+        mod.col2im(col, 5, 5, 2, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="col2im: argument 'h' must be positive"):
+        mod.col2im(col, 0, 5, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="col2im: argument 'ph' must be >= 0"):
+        mod.col2im(col, 5, 5, 1, 1, -1, 1, 1, 1)
+    with pytest.raises(ValueError, match="col2im: argument 'dw' must be positive"):
+        mod.col2im(col, 5, 5, 1, 1, 1, 1, 1, 0)
+    with pytest.raises(ValueError, match="col2im: argument 'col'"):
+        mod.col2im(np.zeros((3, 0, 3, 2, 5, 5)), 5, 5, 1, 1, 1, 1, 1, 1)
+
+
+def test_python_checks_reject_non_integers():
+    x = np.zeros((1, 1, 4, 4), np.float64)
+    with pytest.raises(TypeError, match="im2col: argument 'kh' must be an int, got float"):
+        K.im2col(x, 2.0, 2, 1, 1, 0, 0, 1, 1)
+    with pytest.raises(TypeError, match="im2col: argument 'sh' must be an int, got bool"):
+        K.im2col(x, 2, 2, True, 1, 0, 0, 1, 1)
+    with pytest.raises(TypeError, match="im2col: argument 'x' must be an ndarray"):
+        K.im2col([[[[1.0]]]], 1, 1, 1, 1, 0, 0, 1, 1)
+    np.testing.assert_array_equal(K.im2col(x, np.int64(2), 2, 1, 1, 0, 0, 1, 1), nk.im2col(x, 2, 2, 1, 1, 0, 0, 1, 1))
+
+
+# ---------------------------------------------------------------- CUDA
+
+
+def test_cuda_source_compiles(tmp_path: Path):
+    """Compile the CUDA source with nvcc (no GPU needed) so a typo is caught on any machine."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not on PATH; cannot compile-check the CUDA kernels")
+    source = tmp_path / "tinyae_kernels.cu"
+    source.write_text(cuda_kernels.CUDA_SOURCE)
+    out = subprocess.run(
+        [nvcc, "-std=c++14", "-c", str(source), "-o", str(tmp_path / "tinyae_kernels.o")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    symbols = subprocess.run(["nm", str(tmp_path / "tinyae_kernels.o")], capture_output=True, text=True)
+    if symbols.returncode == 0:  # the extern "C" names RawModule.get_function looks up
+        for name in cuda_kernels.KERNEL_NAMES:
+            assert name in symbols.stdout.split(), name
+
+
+def _cupy_or_skip():
+    from tinyae.backend import cuda_unavailable_reason, cupy_or_none
+
+    cp = cupy_or_none()
+    if cp is None:
+        pytest.skip(f"no GPU: {cuda_unavailable_reason()}")
+    return cp
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_matches_twin(dtype):
+    cp = _cupy_or_skip()
+    x = random((2, 3, 7, 9), dtype)
+    xg = cp.asarray(x)
+    assert K.backend_name(xg) == "cuda"
+    for sh, sw, ph, pw, dh, dw in param_grid(7, 9, 3, 2, strides=(1, 2, 3), pads=(0, 1, 3), dils=(1, 2)):
+        args = (3, 2, sh, sw, ph, pw, dh, dw)
+        col = K.im2col(xg, *args)
+        np.testing.assert_array_equal(cp.asnumpy(col), nk.im2col(x, *args))
+        c = random(col.shape, dtype)
+        got = K.col2im(cp.asarray(c), 7, 9, *args[2:])
+        assert_close(cp.asnumpy(got), nk.col2im(c, 7, 9, *args[2:]), dtype)
+
+
+def test_cuda_col2im_is_deterministic_and_validates():
+    cp = _cupy_or_skip()
+    c = cp.asarray(random((4, 3, 3, 8, 16, 16), np.float32))
+    first = K.col2im(c, 16, 16, 1, 1, 1, 1, 1, 1)
+    for _ in range(3):
+        assert bool((K.col2im(c, 16, 16, 1, 1, 1, 1, 1, 1) == first).all())
+    x_view = cp.asarray(random((2, 3, 8, 8), np.float64))[:, :, ::2]  # non-contiguous
+    np.testing.assert_array_equal(cp.asnumpy(K.im2col(x_view, 2, 2, 1, 1, 0, 0, 1, 1)),
+                                  nk.im2col(cp.asnumpy(x_view), 2, 2, 1, 1, 0, 0, 1, 1))
+    with pytest.raises(TypeError, match="im2col: argument 'x'"):
+        K.im2col(cp.zeros((1, 1, 3, 3), cp.int32), 2, 2, 1, 1, 0, 0, 1, 1)
