@@ -42,7 +42,9 @@ def naive_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw):
     n, c, h, w = x.shape
     oh, ow = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
     col = np.zeros((c, kh, kw, n, oh, ow), dtype=x.dtype)
-    for ci, i, j, ni, a, b in itertools.product(range(c), range(kh), range(kw), range(n), range(oh), range(ow)):
+    for ci, i, j, ni, a, b in itertools.product(
+        range(c), range(kh), range(kw), range(n), range(oh), range(ow)
+    ):
         y, z = a * sh - ph + i * dh, b * sw - pw + j * dw
         if 0 <= y < h and 0 <= z < w:
             col[ci, i, j, ni, a, b] = x[ni, ci, y, z]
@@ -53,7 +55,9 @@ def naive_col2im(col, h, w, sh, sw, ph, pw, dh, dw):
     """Add every column entry back onto the pixel it came from (padding entries are dropped)."""
     c, kh, kw, n, oh, ow = col.shape
     x = np.zeros((n, c, h, w), dtype=col.dtype)
-    for ci, i, j, ni, a, b in itertools.product(range(c), range(kh), range(kw), range(n), range(oh), range(ow)):
+    for ci, i, j, ni, a, b in itertools.product(
+        range(c), range(kh), range(kw), range(n), range(oh), range(ow)
+    ):
         y, z = a * sh - ph + i * dh, b * sw - pw + j * dw
         if 0 <= y < h and 0 <= z < w:
             x[ni, ci, y, z] += col[ci, i, j, ni, a, b]
@@ -224,8 +228,9 @@ def test_non_contiguous_inputs(impl):
         np.testing.assert_array_equal(mod.im2col(view, *args), expected, err_msg=name)
     c_view = np.repeat(c, 2, axis=5)[..., ::2]
     np.testing.assert_array_equal(mod.col2im(c_view, 7, 6, *args[2:]), expected_x)
-    np.testing.assert_array_equal(mod.im2col(np.broadcast_to(x[:1], x.shape), *args)[:, :, :, 1],
-                                  expected[:, :, :, 0])
+    np.testing.assert_array_equal(
+        mod.im2col(np.broadcast_to(x[:1], x.shape), *args)[:, :, :, 1], expected[:, :, :, 0]
+    )
 
 
 def test_dispatch_and_info():
@@ -238,7 +243,9 @@ def test_dispatch_and_info():
     try:
         K.set_kernels("numpy")
         assert K.backend_name(x) == "numpy"
-        np.testing.assert_array_equal(K.im2col(x, 2, 2, 1, 1, 0, 0, 1, 1), nk.im2col(x, 2, 2, 1, 1, 0, 0, 1, 1))
+        np.testing.assert_array_equal(
+            K.im2col(x, 2, 2, 1, 1, 0, 0, 1, 1), nk.im2col(x, 2, 2, 1, 1, 0, 0, 1, 1)
+        )
         if _C is not None:
             K.set_kernels("cpp")
             assert K.backend_name(x) == "cpp"
@@ -326,7 +333,9 @@ def test_python_checks_reject_non_integers():
         K.im2col(x, 2, 2, True, 1, 0, 0, 1, 1)
     with pytest.raises(TypeError, match="im2col: argument 'x' must be an ndarray"):
         K.im2col([[[[1.0]]]], 1, 1, 1, 1, 0, 0, 1, 1)
-    np.testing.assert_array_equal(K.im2col(x, np.int64(2), 2, 1, 1, 0, 0, 1, 1), nk.im2col(x, 2, 2, 1, 1, 0, 0, 1, 1))
+    np.testing.assert_array_equal(
+        K.im2col(x, np.int64(2), 2, 1, 1, 0, 0, 1, 1), nk.im2col(x, 2, 2, 1, 1, 0, 0, 1, 1)
+    )
 
 
 # ---------------------------------------------------------------- CUDA
@@ -381,7 +390,9 @@ def test_cuda_col2im_is_deterministic_and_validates():
     for _ in range(3):
         assert bool((K.col2im(c, 16, 16, 1, 1, 1, 1, 1, 1) == first).all())
     x_view = cp.asarray(random((2, 3, 8, 8), np.float64))[:, :, ::2]  # non-contiguous
-    np.testing.assert_array_equal(cp.asnumpy(K.im2col(x_view, 2, 2, 1, 1, 0, 0, 1, 1)),
-                                  nk.im2col(cp.asnumpy(x_view), 2, 2, 1, 1, 0, 0, 1, 1))
+    np.testing.assert_array_equal(
+        cp.asnumpy(K.im2col(x_view, 2, 2, 1, 1, 0, 0, 1, 1)),
+        nk.im2col(cp.asnumpy(x_view), 2, 2, 1, 1, 0, 0, 1, 1),
+    )
     with pytest.raises(TypeError, match="im2col: argument 'x'"):
         K.im2col(cp.zeros((1, 1, 3, 3), cp.int32), 2, 2, 1, 1, 0, 0, 1, 1)
