@@ -1,0 +1,119 @@
+"""The image data of a training run: ``--dataset auto|mnist|fashion-mnist|shapes``.
+
+Every image dataset is held as four NumPy arrays, images float32
+``(N, 1, 28, 28)`` in [0, 1] and int64 labels ``(N,)``, for the training and
+the test split. ``--limit-train N`` / ``--limit-test N`` keep the first N
+images of a split (fast runs and tests).
+
+``auto`` means: MNIST when it is found (``--data-root``, ``$TINYAE_DATA``,
+``~/.cache/tinyae``) or can be downloaded, else the built-in ``Shapes`` with a
+one-line notice saying why.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tinyae.data import MNIST, DatasetNotFoundError, FashionMNIST, Shapes, TensorDataset
+
+__all__ = ["DATASETS", "ImageData", "load_images"]
+
+DATASETS = ("auto", "mnist", "fashion-mnist", "shapes")
+
+#: seconds to wait for a mirror when ``auto`` tries to download MNIST
+AUTO_DOWNLOAD_TIMEOUT = 10.0
+
+
+@dataclass
+class ImageData:
+    """Both splits of an image dataset as arrays, plus where they came from."""
+
+    name: str  # "mnist", "fashion-mnist" or "shapes"
+    x_train: np.ndarray  # (N, 1, 28, 28) float32 in [0, 1]
+    y_train: np.ndarray  # (N,) int64
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: list[str] = field(default_factory=list)
+    notice: str | None = None  # why `auto` did not give MNIST, if it did not
+
+    def train_set(self) -> TensorDataset:
+        return TensorDataset(self.x_train, self.y_train)
+
+    def test_set(self) -> TensorDataset:
+        return TensorDataset(self.x_test, self.y_test)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def _limit(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    if n is None or n >= len(x):
+        return x, y
+    return x[:n], y[:n]
+
+
+def _from_dataset(name: str, train: Any, test: Any, limits: tuple[int | None, int | None]) -> ImageData:
+    x_train, y_train = _limit(train.data, train.targets, limits[0])
+    x_test, y_test = _limit(test.data, test.targets, limits[1])
+    return ImageData(name, x_train, y_train, x_test, y_test, list(getattr(train, "classes", [])))
+
+
+def _shapes(limit_train: int | None, limit_test: int | None, seed: int) -> ImageData:
+    # Generate only what is used: Shapes draws every image it is asked for.
+    n_train = 12_000 if limit_train is None else min(limit_train, 12_000)
+    n_test = 2_000 if limit_test is None else min(limit_test, 2_000)
+    return _from_dataset("shapes", Shapes(n_train, True, seed), Shapes(n_test, False, seed), (None, None))
+
+
+def _short_reason(exc: DatasetNotFoundError) -> str:
+    lines = str(exc).splitlines()
+    problems = [ln.strip() for ln in lines if ln.startswith("  download ") or ln.startswith("  /")]
+    where = [ln.strip() for ln in lines[2:] if ln.startswith("  /")][:1]
+    if any(p.startswith("download") for p in problems):
+        first = next(p for p in problems if p.startswith("download"))
+        return f"not found locally and the download failed ({first})"
+    return f"not found (looked in {where[0] if where else 'the data root'})"
+
+
+def load_images(
+    name: str,
+    root: str | None = None,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    seed: int = 0,
+    download: bool = True,
+) -> ImageData:
+    """The named dataset's two splits; ``auto`` falls back to Shapes and says why in ``.notice``.
+
+    Raises :class:`~tinyae.data.DatasetNotFoundError` when ``mnist`` or
+    ``fashion-mnist`` is asked for explicitly and cannot be found or downloaded.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    limits = (limit_train, limit_test)
+    if name == "shapes":
+        return _shapes(limit_train, limit_test, seed)
+    if name == "fashion-mnist":
+        return _from_dataset(
+            name, FashionMNIST(root, True, download), FashionMNIST(root, False, download), limits
+        )
+    timeout = AUTO_DOWNLOAD_TIMEOUT if name == "auto" else 30.0
+    try:
+        train = MNIST(root, True, download, timeout=timeout)
+        test = MNIST(root, False, download, timeout=timeout)
+    except DatasetNotFoundError as exc:
+        if name == "mnist":
+            raise
+        data = _shapes(limit_train, limit_test, seed)
+        root_used = root or os.environ.get("TINYAE_DATA") or "~/.cache/tinyae"
+        data.notice = (
+            f"note: MNIST is {_short_reason(exc)}; training on the built-in Shapes dataset instead "
+            f"(set --data-root or TINYAE_DATA to a folder with the MNIST files; tried {root_used})"
+        )
+        return data
+    return _from_dataset("mnist", train, test, limits)

@@ -1,0 +1,288 @@
+"""The training loop shared by every model: epochs, checkpoints, resume, Ctrl-C, metrics, pictures.
+
+    result = train(default_config("ae", epochs=3, dataset="shapes"), "runs/ae-try")
+    result.status            # "finished" or "interrupted"
+    result.metrics["final"]  # what metrics.json holds
+
+One epoch, as the code below does it::
+
+    loader.set_epoch(epoch)                       # order = f(seed, epoch)
+    for each batch: recipe.train_step(batch)      # running loss -> progress bar
+    recipe.end_epoch(epoch); recipe.evaluate(epoch)
+    checkpoint.npz, then metrics.json             # both atomic
+
+Ctrl-C: the first one asks the loop to stop after the current batch; it then
+saves a checkpoint that records the position inside the epoch (``batch``) and
+the running loss, and returns ``status="interrupted"``. ``resume=True`` replays
+the same epoch order and skips the batches already done, so the resumed run ends
+with exactly the metrics of an uninterrupted one (on the CPU, where float
+arithmetic is deterministic). A second Ctrl-C stops at once (KeyboardInterrupt),
+keeping the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import tinyae
+from tinyae.train import pictures as pics
+from tinyae.train.checkpoint import (
+    CheckpointError,
+    generator_state,
+    read_checkpoint,
+    restore_generator,
+    write_checkpoint,
+)
+from tinyae.train.datasets import ImageData, load_images
+from tinyae.train.metrics import METRICS, write_metrics
+from tinyae.train.progress import Progress
+from tinyae.train.registry import get_recipe
+
+__all__ = ["COMMON_DEFAULTS", "RunResult", "default_config", "evaluate_run", "train"]
+
+#: defaults of the options every model has (``epochs``, ``batch_size`` and ``lr`` come from the recipe)
+COMMON_DEFAULTS: dict[str, Any] = {
+    "dataset": "auto",
+    "seed": 0,
+    "device": "cpu",
+    "limit_train": None,
+    "limit_test": None,
+}
+
+
+@dataclass
+class RunResult:
+    status: str  # "finished" or "interrupted"
+    out_dir: str
+    metrics: dict[str, Any]
+    pictures: list[str] = field(default_factory=list)
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # batches done in the unfinished epoch (interrupted runs)
+
+
+def default_config(model: str, **overrides: Any) -> dict[str, Any]:
+    """A complete config for ``model``: common defaults, the recipe's defaults and options, ``overrides``.
+
+    Unknown keys in ``overrides`` raise KeyError (a typo would otherwise be ignored).
+    """
+    cls = get_recipe(model)
+    parser = argparse.ArgumentParser(add_help=False)
+    cls.add_arguments(parser)
+    config: dict[str, Any] = {"model": model, **COMMON_DEFAULTS, **cls.defaults}
+    config.update(vars(parser.parse_args([])))
+    unknown = set(overrides) - set(config)
+    if unknown:
+        raise KeyError(f"default_config: {model} has no option(s) {sorted(unknown)}; known: {sorted(config)}")
+    config.update(overrides)
+    return config
+
+
+class _StopFlag:
+    """Set by the first Ctrl-C (or by ``stop(epoch, batch)``); the loop checks it between batches."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.requested = False
+        self.progress = progress
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if self.requested:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+        self.progress.close()
+        print(
+            "\nCtrl-C: stopping after this batch and saving a checkpoint (press Ctrl-C again to quit now)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+@contextlib.contextmanager
+def _sigint_to(flag: _StopFlag) -> Iterator[None]:
+    """Route SIGINT to ``flag`` while training (only possible in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, flag.handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _prepare(
+    config: dict[str, Any], data: ImageData | None, data_root: str | None, dataset: str | None
+) -> tuple[Any, ImageData | None]:
+    cls = get_recipe(config["model"])
+    if cls.uses_images and data is None:
+        data = load_images(
+            dataset or config["dataset"],
+            data_root,
+            config.get("limit_train"),
+            config.get("limit_test"),
+            seed=config["seed"],
+        )
+    return cls, data if cls.uses_images else None
+
+
+def _summary(record: dict[str, Any], total: int) -> str:
+    fixed = ("epoch", "train_loss", "test_loss", "seconds")
+    extras = [f"{k} {v:.4g}" for k, v in record.items() if k not in fixed and isinstance(v, int | float)]
+    line = (
+        f"epoch {record['epoch']}/{total}  train loss {record['train_loss']:.5g}  "
+        f"test loss {record['test_loss']:.5g}"
+    )
+    return "  ".join([line, *extras, f"({record['seconds']:.1f} s)"])
+
+
+def train(
+    config: dict[str, Any],
+    out_dir: str,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    data: ImageData | None = None,
+    data_root: str | None = None,
+    stop: Callable[[int, int], bool] | None = None,
+    stream: Any = None,
+) -> RunResult:
+    """Train ``config["model"]`` into ``out_dir``; see the module docstring.
+
+    ``resume=True`` continues from ``out_dir/checkpoint.npz`` with the saved
+    config, except ``epochs`` and ``device`` which are taken from ``config``.
+    ``stop(epoch, batches_done)`` is polled after every batch (0-based epoch); returning
+    True acts like Ctrl-C (tests use it). ``data`` bypasses dataset loading.
+    Raises CheckpointError when ``resume`` finds no usable checkpoint.
+    """
+    progress = Progress(quiet=quiet, stream=stream)
+    ckpt: dict[str, Any] | None = None
+    dataset_used = None
+    if resume:
+        ckpt = read_checkpoint(out_dir, config["model"])
+        config = {**ckpt["config"], "epochs": config["epochs"], "device": config["device"]}
+        dataset_used = ckpt.get("dataset")  # `auto` resolved once, never switched silently
+    cls, data = _prepare(config, data, data_root, dataset_used if dataset_used != "none" else None)
+    if data is not None and data.notice:
+        progress.print(data.notice)
+
+    recipe = cls(config, data, config["device"])
+    tinyae.manual_seed(int(config["seed"]))
+    recipe.build()
+    start_epoch, start_batch = 0, 0
+    partial = {"loss_sum": 0.0, "count": 0, "seconds": 0.0}
+    history: list[dict[str, Any]] = []
+    if ckpt is not None:
+        recipe.load_state_dict(ckpt["state"])
+        restore_generator(ckpt["rng"])
+        start_epoch, start_batch = int(ckpt["epoch"]), int(ckpt["batch"])
+        partial = dict(ckpt["partial"])
+        history = list(ckpt["history"])
+
+    os.makedirs(out_dir, exist_ok=True)
+    metrics: dict[str, Any] = {
+        "model": cls.name,
+        "dataset": recipe.dataset_name(),
+        "config": config,
+        "epochs": history,
+        "final": None,
+    }
+    epochs = int(config["epochs"])
+
+    def save(epoch: int, batch: int) -> None:
+        write_checkpoint(
+            out_dir,
+            {
+                "model": cls.name,
+                "dataset": recipe.dataset_name(),
+                "config": config,
+                "epoch": epoch,
+                "batch": batch,
+                "partial": partial,
+                "history": history,
+                "rng": generator_state(),
+                "state": recipe.state_dict(),
+            },
+        )
+        write_metrics(out_dir, metrics)
+
+    flag = _StopFlag(progress)
+    with _sigint_to(flag):
+        if ckpt is None:
+            save(0, 0)  # a resumable (and evaluable) run directory from the start
+        for epoch in range(start_epoch, epochs):
+            loader = recipe.train_loader(epoch)
+            loader.set_epoch(epoch)
+            skip = start_batch if epoch == start_epoch else 0
+            if skip == 0:
+                partial = {"loss_sum": 0.0, "count": 0, "seconds": 0.0}
+            progress.start(epoch + 1, epochs, len(loader), done=skip)
+            t0 = time.perf_counter()
+            for b, batch in enumerate(loader):
+                if b < skip:
+                    continue  # done before the interruption; the order is the same, so skipping is exact
+                loss = float(recipe.train_step(batch, epoch))
+                n = len(batch[0])
+                partial["loss_sum"] += loss * n
+                partial["count"] += n
+                progress.update(loss)
+                if flag.requested or (stop is not None and stop(epoch, b + 1)):
+                    partial["seconds"] += time.perf_counter() - t0
+                    progress.close()
+                    save(epoch, b + 1)
+                    return RunResult("interrupted", out_dir, metrics, epoch=epoch, batch=b + 1)
+            recipe.end_epoch(epoch)
+            evaluation = dict(recipe.evaluate(epoch))
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": partial["loss_sum"] / max(partial["count"], 1),
+                "test_loss": float(evaluation.pop("test_loss")),
+                "seconds": partial["seconds"] + time.perf_counter() - t0,
+                **evaluation,
+            }
+            history.append(record)
+            partial = {"loss_sum": 0.0, "count": 0, "seconds": 0.0}
+            save(epoch + 1, 0)
+            progress.end(_summary(record, epochs))
+            if flag.requested:
+                return RunResult("interrupted", out_dir, metrics, epoch=epoch + 1)
+
+    metrics["final"] = recipe.final_metrics()
+    write_metrics(out_dir, metrics)
+    written = []
+    if history:
+        written.append(pics.loss_curves(out_dir, history, title=f"{cls.name} on {recipe.dataset_name()}"))
+    written += recipe.pictures(out_dir, history)
+    return RunResult("finished", out_dir, metrics, pictures=written, epoch=epochs)
+
+
+def evaluate_run(
+    run_dir: str, *, data_root: str | None = None, device: str | None = None, data: ImageData | None = None
+) -> dict[str, Any]:
+    """Recompute ``final`` from ``run_dir/checkpoint.npz`` (the model state after its last saved step)."""
+    ckpt = read_checkpoint(run_dir)
+    config = dict(ckpt["config"])
+    if device is not None:
+        config["device"] = device
+    try:
+        get_recipe(str(ckpt.get("model")))
+    except KeyError as exc:
+        raise CheckpointError(f"{run_dir}: {exc.args[0]}") from exc
+    dataset = ckpt.get("dataset")
+    cls, data = _prepare(config, data, data_root, dataset if dataset != "none" else None)
+    recipe = cls(config, data, config["device"])
+    tinyae.manual_seed(int(config["seed"]))
+    recipe.build()
+    recipe.load_state_dict(ckpt["state"])
+    return recipe.final_metrics()
+
+
+def metrics_path(run_dir: str) -> str:
+    return os.path.join(run_dir, METRICS)
