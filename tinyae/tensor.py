@@ -20,6 +20,7 @@ The operators (``+``, ``@``, ``.sum()``, ...) are attached to ``Tensor`` by
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -29,12 +30,17 @@ import numpy as np
 from tinyae import backend
 
 
-class _GradMode:
+class _GradMode(threading.local):
+    """Whether ops record a graph; one flag per thread, as in PyTorch."""
+
     enabled = True
 
 
+_grad_mode = _GradMode()
+
+
 def is_grad_enabled() -> bool:
-    return _GradMode.enabled
+    return _grad_mode.enabled
 
 
 class _SetGradEnabled(contextlib.ContextDecorator):
@@ -42,22 +48,32 @@ class _SetGradEnabled(contextlib.ContextDecorator):
 
     def __init__(self, mode: bool) -> None:
         self.mode = mode
+        self.prev: list[bool] = []
+
+    def _recreate_cm(self) -> _SetGradEnabled:
+        # A decorator reuses one instance for every call; a fresh one per call keeps
+        # recursive or concurrent calls from overwriting each other's saved mode.
+        return type(self)(self.mode)
 
     def __enter__(self) -> None:
-        self.prev = _GradMode.enabled
-        _GradMode.enabled = self.mode
+        self.prev.append(_grad_mode.enabled)
+        _grad_mode.enabled = self.mode
 
     def __exit__(self, *exc: object) -> None:
-        _GradMode.enabled = self.prev
+        _grad_mode.enabled = self.prev.pop()
 
 
-def no_grad() -> _SetGradEnabled:
-    """``with tinyae.no_grad():`` — ops record no graph (inference, optimizer steps)."""
-    return _SetGradEnabled(False)
+def no_grad(func: Any = None) -> Any:
+    """``with tinyae.no_grad():`` — ops record no graph (inference, optimizer steps).
+
+    Also a decorator, written ``@no_grad()`` or ``@no_grad``.
+    """
+    return _SetGradEnabled(False) if func is None else _SetGradEnabled(False)(func)
 
 
-def enable_grad() -> _SetGradEnabled:
-    return _SetGradEnabled(True)
+def enable_grad(func: Any = None) -> Any:
+    """Record graphs again (e.g. inside a ``no_grad`` block); also a decorator."""
+    return _SetGradEnabled(True) if func is None else _SetGradEnabled(True)(func)
 
 
 class Tensor:
@@ -74,7 +90,14 @@ class Tensor:
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None, device: Any = None) -> None:
         if isinstance(data, Tensor):
             data = data.data
+        elif isinstance(data, np.generic):
+            data = np.asarray(data)  # a NumPy scalar (e.g. from a full reduction) keeps its dtype
         self.data = backend.as_array(data, dtype=dtype, device=device)
+        if self.data.dtype.kind not in "biuf":
+            raise TypeError(
+                f"tensor: cannot make a tensor from {type(data).__name__} data of dtype {self.data.dtype}; "
+                "expected numbers (bool, int or float)"
+            )
         self.grad: Tensor | None = None
         self.creator: Function | None = None
         self._out_index = 0  # which output of ``creator`` this tensor is
@@ -110,7 +133,7 @@ class Tensor:
 
     @property
     def T(self) -> Tensor:
-        return self.transpose(*reversed(range(self.ndim))) if self.ndim > 1 else self
+        return self.permute(*reversed(range(self.ndim))) if self.ndim > 1 else self
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -129,6 +152,27 @@ class Tensor:
         elif self.requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
+
+    def _scalar(self, kind: str) -> Any:
+        if self.size != 1:
+            raise RuntimeError(
+                f"{kind}() of a tensor with {self.size} elements (shape {self.shape}) is ambiguous"
+            )
+        return self.data.item()
+
+    def __bool__(self) -> bool:
+        return bool(self._scalar("bool"))
+
+    def __float__(self) -> float:
+        return float(self._scalar("float"))
+
+    def __int__(self) -> int:
+        return int(self._scalar("int"))
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(t)``: the data as a NumPy array (no graph; like ``t.numpy()``)."""
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype, copy=False)
 
     # ------------------------------------------------------------ conversion
     def item(self) -> Any:
@@ -213,17 +257,30 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: An
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
 
 
-def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
-    """Wrap a non-Tensor operand; Python scalars take the dtype and device of ``like``."""
+def as_tensor(x: Any, like: Tensor | None = None, op: str = "as_tensor") -> Tensor:
+    """Wrap a non-Tensor operand; Python scalars take the dtype and device of ``like``.
+
+    Accepts Tensors, Python/NumPy numbers, arrays and (nested) lists; anything else is
+    a TypeError naming ``op``.
+    """
     if isinstance(x, Tensor):
         return x
-    if like is not None and isinstance(x, (int, float, bool, np.number)):
+    if not isinstance(x, (int, float, np.number, np.bool_, np.ndarray, list, tuple)) and not (
+        backend.is_cupy_array(x)
+    ):
+        raise TypeError(f"{op}: expected a Tensor, a number or an array, got {type(x).__name__}")
+    if like is not None and isinstance(x, (int, float, np.number, np.bool_)):
         xp = backend.get_array_module(like.data)
-        dtype = like.dtype if like.dtype.kind == "f" or isinstance(x, (int, bool)) else np.result_type(x)
+        if like.dtype.kind == "f" or isinstance(x, (bool, np.bool_)):
+            dtype = like.dtype  # x * 0.5 stays float32 for a float32 x, as in PyTorch
+        elif isinstance(x, (int, np.integer)):
+            dtype = like.dtype if like.dtype.kind in "iu" else np.dtype(np.int64)
+        else:  # a float with an int/bool tensor: PyTorch's default float dtype
+            dtype = backend.DEFAULT_DTYPE if isinstance(x, float) else np.result_type(x)
         return Tensor(xp.asarray(x, dtype=dtype))
     if like is not None and backend.is_cupy_array(like.data) and isinstance(x, np.ndarray):
         raise RuntimeError(
-            f"expected all tensors on the same device, found {like.device} and cpu (a NumPy array)"
+            f"{op}: expected all tensors on the same device, found {like.device} and cpu (a NumPy array)"
         )
     return Tensor(x)
 
@@ -245,12 +302,12 @@ class Function:
     needs_input_grad: tuple[bool, ...]
 
     def __call__(self, *inputs: Any) -> Any:
-        xs = _as_tensors(inputs)
+        xs = _as_tensors(inputs, type(self).__name__)
         _check_same_device(type(self).__name__, xs)
         ys = self.forward(*[x.data for x in xs])
         multi = isinstance(ys, tuple)
         outputs = tuple(Tensor(y) for y in (ys if multi else (ys,)))
-        if _GradMode.enabled and any(x.requires_grad for x in xs):
+        if _grad_mode.enabled and any(x.requires_grad for x in xs):
             self.inputs = xs
             self.needs_input_grad = tuple(x.requires_grad for x in xs)
             self._outputs = tuple(weakref.ref(y) for y in outputs)
@@ -280,9 +337,9 @@ class Function:
         self._released = True
 
 
-def _as_tensors(inputs: Sequence[Any]) -> tuple[Tensor, ...]:
+def _as_tensors(inputs: Sequence[Any], op: str = "as_tensor") -> tuple[Tensor, ...]:
     like = next((x for x in inputs if isinstance(x, Tensor)), None)
-    return tuple(as_tensor(x, like) for x in inputs)
+    return tuple(as_tensor(x, like, op) for x in inputs)
 
 
 def _check_same_device(op: str, xs: Sequence[Tensor]) -> None:
@@ -339,16 +396,17 @@ def run_backward(
     leaf_grads: dict[int, Tensor] = {}
     wanted = {id(t): t for t in inputs} if inputs is not None else None
     roots = []
-    for y, gy in zip(outputs, grad_outputs):
-        gy = as_tensor(gy, like=y)
-        if gy.shape != y.shape:
-            raise ValueError(f"backward: grad has shape {gy.shape} but the output has shape {y.shape}")
-        if y.creator is None:
-            if y.requires_grad:
-                _deliver_leaf(y, gy, wanted, leaf_grads)
-            continue
-        _accumulate(grads, (id(y.creator), y._out_index), gy)
-        roots.append(y.creator)
+    with _SetGradEnabled(create_graph):
+        for y, gy in zip(outputs, grad_outputs):
+            gy = as_tensor(gy, like=y, op="backward")
+            if gy.shape != y.shape:
+                raise ValueError(f"backward: grad has shape {gy.shape} but the output has shape {y.shape}")
+            if y.creator is None:
+                if y.requires_grad:
+                    _deliver_leaf(y, gy, wanted, leaf_grads)
+                continue
+            _accumulate(grads, (id(y.creator), y._out_index), gy)
+            roots.append(y.creator)
 
     order = _topological_order(roots)
     # A released Function drops its inputs, but an input's own creator may still need
@@ -401,6 +459,8 @@ def _backward_one(f: Function, gys: list, grads: dict, wanted: dict | None, leaf
                 f"{type(f).__name__}.backward returned a gradient of shape {gx.shape} "
                 f"for an input of shape {x.shape}"
             )
+        if gx.dtype != x.dtype:  # e.g. a float32 input used with float64 data: its gradient is float32
+            gx = gx.to(dtype=x.dtype)
         if x.creator is None:
             _deliver_leaf(x, gx, wanted, leaf_grads)
         else:
@@ -414,9 +474,16 @@ def _accumulate(store: dict, key: Any, g: Tensor) -> None:
 def _deliver_leaf(x: Tensor, g: Tensor, wanted: dict | None, leaf_grads: dict) -> None:
     """Leaf gradient: into ``x.grad`` for ``backward``, into the results for ``grad``."""
     if wanted is None:
-        # A fresh sum rather than an in-place add: the same gradient Tensor may be
-        # handed to several leaves (e.g. both inputs of ``a + b``).
-        x.grad = g if x.grad is None else x.grad + g
+        if x.grad is not None:
+            # A fresh sum rather than an in-place add: the same gradient Tensor may be
+            # handed to several leaves (e.g. both inputs of ``a + b``).
+            x.grad = x.grad + g
+        elif is_grad_enabled():  # create_graph=True: keep the differentiable gradient as it is
+            x.grad = g
+        else:
+            # An own, writable copy: ``g`` may be a read-only broadcast view (from sum) or shared
+            # with another leaf, and optimizers update ``.grad.data`` in place.
+            x.grad = Tensor(g.data.copy())
     elif id(x) in wanted:
         _accumulate(leaf_grads, id(x), g)
 

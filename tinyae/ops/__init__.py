@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from tinyae import backend
 from tinyae.ops.activation import leaky_relu, log_softmax, relu, sigmoid, softmax, softplus, tanh
 from tinyae.ops.arithmetic import (
     abs,
@@ -55,28 +58,43 @@ __all__ = [
 ]  # fmt: skip
 
 
+def _is_operand(other: Any) -> bool:
+    """What may stand on the other side of ``+``, ``*``...: Tensors, numbers, arrays."""
+    return isinstance(other, (Tensor, int, float, np.number, np.bool_, np.ndarray)) or backend.is_cupy_array(
+        other
+    )
+
+
+def _operator(fn: Any) -> Any:
+    def method(self: Tensor, other: Any) -> Any:
+        # NotImplemented lets Python raise its usual "unsupported operand type(s) for +" TypeError.
+        return fn(self, other) if _is_operand(other) else NotImplemented
+
+    return method
+
+
 def _reflected(fn: Any) -> Any:
-    def method(self: Tensor, other: Any) -> Tensor:
-        return fn(as_tensor(other, like=self), self)
+    def method(self: Tensor, other: Any) -> Any:
+        return fn(as_tensor(other, like=self), self) if _is_operand(other) else NotImplemented
 
     return method
 
 
 def _install_tensor_methods() -> None:
     T = Tensor
-    T.__add__, T.__radd__ = add, _reflected(add)
-    T.__sub__, T.__rsub__ = sub, _reflected(sub)
-    T.__mul__, T.__rmul__ = mul, _reflected(mul)
-    T.__truediv__, T.__rtruediv__ = div, _reflected(div)
-    T.__pow__, T.__rpow__ = pow, _reflected(pow)
-    T.__matmul__, T.__rmatmul__ = matmul, _reflected(matmul)
+    T.__add__, T.__radd__ = _operator(add), _reflected(add)
+    T.__sub__, T.__rsub__ = _operator(sub), _reflected(sub)
+    T.__mul__, T.__rmul__ = _operator(mul), _reflected(mul)
+    T.__truediv__, T.__rtruediv__ = _operator(div), _reflected(div)
+    T.__pow__, T.__rpow__ = _operator(pow), _reflected(pow)
+    T.__matmul__, T.__rmatmul__ = _operator(matmul), _reflected(matmul)
     T.__neg__ = neg
     T.__abs__ = abs
     T.__getitem__ = getitem
     for fn in (
         exp, log, sqrt, abs, clip, clamp, maximum, minimum, matmul, sum, mean, max, min, var, std, logsumexp,
         reshape, flatten, unflatten, permute, transpose, squeeze, unsqueeze, expand, broadcast_to, sum_to,
-        relu, sigmoid, tanh, softmax, log_softmax,
+        relu, leaky_relu, sigmoid, tanh, softplus, softmax, log_softmax, neg,
     ):  # fmt: skip
         setattr(T, fn.__name__, fn)
     T.view = reshape

@@ -28,7 +28,7 @@ class _Binary(Function):
 
 
 def _binary(cls: type, op: str, a: Any, b: Any) -> Tensor:
-    a, b = _as_tensors((a, b))
+    a, b = _as_tensors((a, b), op)
     broadcast_shape(op, a.shape, b.shape)
     return cls()(a, b)
 
@@ -227,7 +227,7 @@ def maximum(a: Any, b: Any) -> Tensor:
 
 
 def minimum(a: Any, b: Any) -> Tensor:
-    a, b = _as_tensors((a, b))
+    a, b = _as_tensors((a, b), "minimum")
     return -maximum(-a, -b)
 
 
@@ -250,7 +250,7 @@ class Where(Function):
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
     """Pick ``a`` where ``condition`` holds, else ``b`` (all three broadcast)."""
-    a, b = _as_tensors((a, b))
+    a, b = _as_tensors((a, b), "where")
     cond = condition.data if isinstance(condition, Tensor) else condition
     shape = broadcast_shape("where", a.shape, b.shape, backend.get_array_module(a.data).shape(cond))
     cond = backend.get_array_module(a.data).asarray(cond, dtype=bool)
@@ -276,7 +276,7 @@ class MatMul(Function):
 
 def matmul(a: Any, b: Any) -> Tensor:
     """``a @ b`` with NumPy's rules for 1-D (vector) and batched operands."""
-    a, b = _as_tensors((a, b))
+    a, b = _as_tensors((a, b), "matmul")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(
             f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}"

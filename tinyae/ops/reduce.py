@@ -134,7 +134,7 @@ def std(x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
 
 
 def logsumexp(
-    x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: Any = None
+    x: Tensor, dim: Any = None, keepdim: bool | None = None, *, axis: Any = None, keepdims: bool | None = None
 ) -> Tensor:
     """log(sum(exp(x))) computed stably by factoring out the max."""
     from tinyae.ops.arithmetic import exp, log

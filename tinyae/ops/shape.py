@@ -203,7 +203,7 @@ class Cat(Function):
 
 def cat(tensors: Sequence[Tensor], dim: int = 0, *, axis: int | None = None) -> Tensor:
     """Join tensors along an existing dim (``torch.cat``)."""
-    tensors = [as_tensor(t) for t in tensors]
+    tensors = [as_tensor(t, op="cat") for t in tensors]
     if not tensors:
         raise ValueError("cat: expected a non-empty sequence of tensors")
     dim = normalize_dim("cat", dim if axis is None else axis, tensors[0].ndim)
@@ -216,7 +216,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0, *, axis: int | None = None) -> 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0, *, axis: int | None = None) -> Tensor:
     """Join equally shaped tensors along a new dim (``torch.stack``)."""
-    tensors = [as_tensor(t) for t in tensors]
+    tensors = [as_tensor(t, op="stack") for t in tensors]
     if not tensors:
         raise ValueError("stack: expected a non-empty sequence of tensors")
     for t in tensors[1:]:
