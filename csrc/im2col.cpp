@@ -13,6 +13,7 @@
 //  * general path (large strides or huge padding, where that scratch would be big): a strided copy
 //    with the padding bounds computed once per kernel tap.
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "geometry.h"
@@ -55,24 +56,54 @@ bool use_fast_path(const Geometry& g) {
     return PhaseLayout(g).size(g) <= kMaxScratch;
 }
 
+// Where the pixels of an (H, W) plane go in the scratch, computed once per call (integer divisions
+// are slow, so none happen in the per-plane loops): row r starts at rows[r]; the columns
+// q, q + SW, q + 2SW, ... of a row go, next to each other, to offset cols[q] from that start.
+struct SplitOffsets {
+    std::vector<int64_t> rows;
+    int64_t cols[kMaxFastStride];
+    int64_t phases;  // number of column phases that hold pixels: min(SW, W)
+
+    // Empty (unused) unless `fast`: the general path has no scratch, and its strides may exceed
+    // kMaxFastStride.
+    SplitOffsets(const Geometry& g, const PhaseLayout& lay, bool fast)
+        : rows(fast ? g.h : 0), cols{}, phases(fast ? std::min(g.sw, g.w) : 0) {
+        if (!fast) return;
+        // offset(r, s) == offset(r, 0) + offset(0, s): the row and column parts add up.
+        for (int64_t r = 0; r < g.h; ++r) rows[r] = lay.offset(g, r + g.ph, 0);
+        for (int64_t q = 0; q < phases; ++q) cols[q] = lay.offset(g, 0, q + g.pw);
+    }
+};
+
 // Write the pixels of one (H, W) plane into its padded, phase-split scratch. Only pixel positions
 // are written; the padding positions are never touched, so they stay zero from the one-time
 // zeroing of the scratch buffer (no per-plane memset).
 template <typename T>
-void split_plane(const T* plane, T* scratch, const Geometry& g, const PhaseLayout& lay) {
-    const int64_t phases = std::min(g.sw, g.w);
-    // Offset, within a padded row, of the phase row that receives columns q, q + SW, ...
-    // Computed once (integer divisions are slow), not per row.
-    int64_t col_start[kMaxFastStride];
-    for (int64_t q = 0; q < phases; ++q) col_start[q] = lay.offset(g, 0, q + g.pw);
+void split_plane(const T* plane, T* scratch, const Geometry& g, const SplitOffsets& at) {
     for (int64_t r = 0; r < g.h; ++r) {
         const T* row = plane + r * g.w;
-        T* dst_row = scratch + lay.offset(g, r + g.ph, 0);  // offset(r, s) = offset(r, 0) + offset(0, s)
-        for (int64_t q = 0; q < phases; ++q) {
-            T* dst = dst_row + col_start[q];
+        T* dst_row = scratch + at.rows[r];
+        for (int64_t q = 0; q < at.phases; ++q) {
+            T* dst = dst_row + at.cols[q];
             for (int64_t k = 0, s = q; s < g.w; ++k, s += g.sw) dst[k] = row[s];
         }
     }
+}
+
+// Copy a short contiguous row (typically 7-28 elements) in 16-byte chunks. The last chunk is
+// aligned to the end of the row and may overlap the previous one (it rewrites equal values), so
+// there is no scalar remainder loop, which would cost more than the vector copies for rows this
+// short. Fixed-size memcpy compiles to one unaligned 16-byte load and store.
+template <typename T>
+inline void copy_row(T* out, const T* in, int64_t n) {
+    constexpr int64_t kChunk = 16 / sizeof(T);
+    if (n < kChunk) {
+        for (int64_t k = 0; k < n; ++k) out[k] = in[k];
+        return;
+    }
+    int64_t k = 0;
+    for (; k + kChunk <= n; k += kChunk) std::memcpy(out + k, in + k, 16);
+    if (k < n) std::memcpy(out + n - kChunk, in + n - kChunk, 16);
 }
 
 // Fast path: all KH*KW (OH, OW) blocks of one plane, from its phase-split scratch.
@@ -87,7 +118,7 @@ void copy_plane_fast(const T* scratch, T* col, const Geometry& g, const PhaseLay
             for (int64_t oh = 0; oh < g.oh; ++oh) {
                 const T* in = src + oh * lay.wq;
                 T* out = dst + oh * g.ow;
-                for (int64_t ow = 0; ow < g.ow; ++ow) out[ow] = in[ow];  // contiguous: vectorised
+                copy_row(out, in, g.ow);
             }
         }
     }
@@ -148,6 +179,7 @@ void im2col(const T* x, T* col, const Geometry& g) {
     const int64_t planes = g.n * g.c;
     const bool fast = use_fast_path(g);
     const PhaseLayout lay(g);
+    const SplitOffsets split_at(g, lay, fast);
     const int64_t scratch_size = fast ? lay.size(g) : 0;
     const int threads = max_threads();
     // One zero-initialised scratch plane per thread, allocated here (outside the parallel region) so
@@ -163,7 +195,7 @@ void im2col(const T* x, T* col, const Geometry& g) {
         if (p + 1 < planes) prefetch_plane(x + (((p + 1) % g.n) * g.c + (p + 1) / g.n) * plane_in, plane_in);
         if (fast) {
             T* mine = scratch.data() + thread_id() * scratch_size;
-            split_plane(plane, mine, g, lay);
+            split_plane(plane, mine, g, split_at);
             copy_plane_fast(mine, col, g, lay, n, c);
         } else {
             for (int64_t i = 0; i < g.kh; ++i) {
