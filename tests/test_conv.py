@@ -1,0 +1,648 @@
+"""Tests of tinyae.nn.conv: conv2d, conv_transpose2d and linear.
+
+References: naive direct loops written here (no im2col), PyTorch when importable, and
+central differences (gradcheck / gradgradcheck) in float64.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import tinyae
+from tinyae import kernels
+from tinyae.nn import conv as C
+from tinyae.nn.conv import conv2d, conv_transpose2d, linear
+from tinyae.tensor import Tensor
+
+# --------------------------------------------------------------------------- references
+
+
+def pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def ref_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """Direct loops: y[n, o, i, j] = b[o] + sum over the window of x_pad * W[o]."""
+    (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
+    n, c, h, wd = x.shape
+    co, cg, kh, kw = w.shape
+    xpad = np.zeros((n, c, h + 2 * ph, wd + 2 * pw))
+    xpad[:, :, ph : ph + h, pw : pw + wd] = x
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    y = np.zeros((n, co, oh, ow))
+    cog = co // groups
+    for o in range(co):
+        g = o // cog
+        for i in range(oh):
+            for j in range(ow):
+                rows = slice(i * sh, i * sh + dh * (kh - 1) + 1, dh)
+                cols = slice(j * sw, j * sw + dw * (kw - 1) + 1, dw)
+                window = xpad[:, g * cg : (g + 1) * cg, rows, cols]  # (N, Cg, KH, KW)
+                y[:, o, i, j] = (window * w[o]).sum(axis=(1, 2, 3))
+        if b is not None:
+            y[:, o] += b[o]
+    return y
+
+
+def ref_conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Direct loops: every input pixel scatters W[c] * x into the (padded) output."""
+    (sh, sw), (ph, pw), (dh, dw), (oph, opw) = map(pair, (stride, padding, dilation, output_padding))
+    n, c, h, wd = x.shape
+    _, cog, kh, kw = w.shape
+    cig = c // groups
+    out_h = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    out_w = (wd - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    full = np.zeros((n, cog * groups, out_h + 2 * ph, out_w + 2 * pw))
+    for ci in range(c):
+        g = ci // cig
+        for r in range(h):
+            for s in range(wd):
+                for i in range(kh):
+                    for j in range(kw):
+                        full[:, g * cog : (g + 1) * cog, r * sh + i * dh, s * sw + j * dw] += (
+                            x[:, ci, r, s, None] * w[ci, :, i, j]
+                        )
+    y = full[:, :, ph : ph + out_h, pw : pw + out_w]
+    if b is not None:
+        y = y + b[:, None, None]
+    return y
+
+
+# --------------------------------------------------------------------------- grids
+# Tiny, non-square inputs and kernels; every combination of the knobs named in the issue.
+CONV_GRID = [
+    dict(stride=s, padding=p, dilation=d, groups=g, bias=(i % 2 == 0))
+    for i, (s, p, d, g) in enumerate(itertools.product((1, 2, 3), (0, 1, 2), (1, 2), (1, 2)))
+]
+CONVT_GRID = [
+    dict(stride=s, padding=p, dilation=d, groups=g, output_padding=op, bias=(i % 2 == 1))
+    for i, (s, p, d, g, op) in enumerate(itertools.product((1, 2, 3), (0, 1, 2), (1, 2), (1, 2), (0, 1)))
+    if op < max(s, d)
+]
+
+
+def cfg_id(cfg):
+    return "-".join(f"{k[0]}{int(v)}" if k != "output_padding" else f"op{v}" for k, v in cfg.items())
+
+
+def conv_case(cfg, rng, dtype=np.float64):
+    """(x, w, b, kwargs) for conv2d: x (2, 4, 7, 6), kernel (3, 2)."""
+    kw = {k: v for k, v in cfg.items() if k != "bias"}
+    g = cfg["groups"]
+    x = rng.standard_normal((2, 4, 7, 6)).astype(dtype)
+    w = rng.standard_normal((6, 4 // g, 3, 2)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype) if cfg["bias"] else None
+    return x, w, b, kw
+
+
+def convt_case(cfg, rng, dtype=np.float64):
+    """(x, w, b, kwargs) for conv_transpose2d: x (2, 4, 3, 4), kernel (2, 3), 3 output channels/group."""
+    kw = {k: v for k, v in cfg.items() if k != "bias"}
+    g = cfg["groups"]
+    x = rng.standard_normal((2, 4, 3, 4)).astype(dtype)
+    w = rng.standard_normal((4, 3, 2, 3)).astype(dtype)
+    b = rng.standard_normal(3 * g).astype(dtype) if cfg["bias"] else None
+    return x, w, b, kw
+
+
+def leaves(*arrays, device="cpu"):
+    return [None if a is None else Tensor(a, requires_grad=True, device=device) for a in arrays]
+
+
+def forward_backward(fn, x, w, b, kw, gy_seed=1, device="cpu"):
+    """Run fn forward and backward with a random upstream gradient; return numpy results."""
+    tx, tw, tb = leaves(x, w, b, device=device)
+    y = fn(tx, tw, tb, **kw)
+    gy = np.random.default_rng(gy_seed).standard_normal(y.shape).astype(x.dtype)
+    y.backward(Tensor(gy, device=device))
+    grads = [t.grad.numpy() for t in (tx, tw, tb) if t is not None]
+    return y.numpy(), grads, gy
+
+
+def convt_out_ok(x, w, kw):
+    size = [
+        (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+        for n, k, s, p, d, op in zip(
+            x.shape[2:],
+            w.shape[2:],
+            *(pair(kw[a]) for a in ("stride", "padding", "dilation", "output_padding")),
+        )
+    ]
+    return min(size) >= 1
+
+
+# --------------------------------------------------------------------------- forward vs direct loops
+
+
+@pytest.mark.parametrize("cfg", CONV_GRID, ids=cfg_id)
+def test_conv2d_forward_matches_loops(cfg):
+    x, w, b, kw = conv_case(cfg, np.random.default_rng(0))
+    y = conv2d(Tensor(x), Tensor(w), None if b is None else Tensor(b), **kw)
+    np.testing.assert_allclose(y.numpy(), ref_conv2d(x, w, b, **kw), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cfg", CONVT_GRID, ids=cfg_id)
+def test_conv_transpose2d_forward_matches_loops(cfg):
+    x, w, b, kw = convt_case(cfg, np.random.default_rng(0))
+    if not convt_out_ok(x, w, kw):
+        with pytest.raises(ValueError, match="conv_transpose2d: output size"):
+            conv_transpose2d(Tensor(x), Tensor(w), None, **kw)
+        return
+    y = conv_transpose2d(Tensor(x), Tensor(w), None if b is None else Tensor(b), **kw)
+    np.testing.assert_allclose(y.numpy(), ref_conv_transpose2d(x, w, b, **kw), rtol=1e-12, atol=1e-12)
+
+
+def test_forward_on_device(device):
+    rng = np.random.default_rng(3)
+    x, w, b, kw = conv_case(dict(stride=2, padding=1, dilation=2, groups=2, bias=True), rng)
+    y = conv2d(*[Tensor(a, device=device) for a in (x, w, b)], **kw)
+    assert y.device.startswith(device)
+    np.testing.assert_allclose(y.numpy(), ref_conv2d(x, w, b, **kw), rtol=1e-10, atol=1e-10)
+    x, w, b, kw = convt_case(
+        dict(stride=2, padding=1, dilation=1, groups=2, output_padding=1, bias=True), rng
+    )
+    y = conv_transpose2d(*[Tensor(a, device=device) for a in (x, w, b)], **kw)
+    np.testing.assert_allclose(y.numpy(), ref_conv_transpose2d(x, w, b, **kw), rtol=1e-10, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- gradcheck
+
+
+@pytest.mark.parametrize("cfg", CONV_GRID, ids=cfg_id)
+def test_conv2d_gradcheck(cfg):
+    x, w, b, kw = conv_case(cfg, np.random.default_rng(1))
+    inputs = [t for t in leaves(x, w, b) if t is not None]
+    assert tinyae.gradcheck(lambda *a: conv2d(*a, **kw), inputs)
+
+
+@pytest.mark.parametrize("cfg", CONVT_GRID, ids=cfg_id)
+def test_conv_transpose2d_gradcheck(cfg):
+    x, w, b, kw = convt_case(cfg, np.random.default_rng(1))
+    if not convt_out_ok(x, w, kw):
+        pytest.skip("output size not positive for this config")
+    inputs = [t for t in leaves(x, w, b) if t is not None]
+    assert tinyae.gradcheck(lambda *a: conv_transpose2d(*a, **kw), inputs)
+
+
+GRADGRAD_CONV = [
+    dict(stride=1, padding=0, dilation=1, groups=1, bias=True),
+    dict(stride=2, padding=1, dilation=2, groups=2, bias=True),
+    dict(stride=3, padding=2, dilation=1, groups=1, bias=False),
+]
+GRADGRAD_CONVT = [
+    dict(stride=2, padding=1, dilation=1, groups=1, output_padding=1, bias=True),
+    dict(stride=1, padding=0, dilation=2, groups=2, output_padding=1, bias=True),  # output_padding >= stride
+    dict(stride=3, padding=2, dilation=2, groups=1, output_padding=2, bias=False),
+]
+
+
+@pytest.mark.parametrize("cfg", GRADGRAD_CONV, ids=cfg_id)
+def test_conv2d_gradgradcheck(cfg):
+    rng = np.random.default_rng(2)
+    g = cfg["groups"]
+    kw = {k: v for k, v in cfg.items() if k != "bias"}
+    x, w = rng.standard_normal((1, 2, 5, 4)), rng.standard_normal((2, 2 // g, 2, 3))
+    b = rng.standard_normal(2) if cfg["bias"] else None
+    inputs = [t for t in leaves(x, w, b) if t is not None]
+    assert tinyae.gradgradcheck(lambda *a: conv2d(*a, **kw), inputs)
+
+
+@pytest.mark.parametrize("cfg", GRADGRAD_CONVT, ids=cfg_id)
+def test_conv_transpose2d_gradgradcheck(cfg):
+    rng = np.random.default_rng(2)
+    g = cfg["groups"]
+    kw = {k: v for k, v in cfg.items() if k != "bias"}
+    x, w = rng.standard_normal((1, 2, 3, 2)), rng.standard_normal((2, 1, 3, 2))
+    b = rng.standard_normal(g) if cfg["bias"] else None
+    inputs = [t for t in leaves(x, w, b) if t is not None]
+    assert tinyae.gradgradcheck(lambda *a: conv_transpose2d(*a, **kw), inputs)
+
+
+def test_gradcheck_random_direction_larger_shapes():
+    rng = np.random.default_rng(4)
+    x, w, b = leaves(
+        rng.standard_normal((3, 6, 11, 9)), rng.standard_normal((8, 3, 3, 3)), rng.standard_normal(8)
+    )
+    assert tinyae.gradcheck(lambda *a: conv2d(*a, stride=2, padding=1, groups=2), [x, w, b], mode="random")
+    x, w = leaves(rng.standard_normal((3, 6, 5, 4)), rng.standard_normal((6, 4, 4, 3)))
+    fn = lambda *a: conv_transpose2d(*a, stride=2, padding=1, output_padding=1)  # noqa: E731
+    assert tinyae.gradcheck(fn, [x, w], mode="random")
+
+
+def test_gradcheck_only_some_inputs_need_grad():
+    rng = np.random.default_rng(5)
+    x = Tensor(rng.standard_normal((2, 2, 5, 5)))  # an image: needs no gradient
+    (w,) = leaves(rng.standard_normal((3, 2, 3, 3)))
+    assert tinyae.gradcheck(lambda w: conv2d(x, w, stride=2), [w])
+    (xg,) = leaves(rng.standard_normal((2, 2, 5, 5)))
+    wc = Tensor(rng.standard_normal((3, 2, 3, 3)))
+    assert tinyae.gradcheck(lambda x: conv2d(x, wc, padding=1), [xg])
+
+
+# --------------------------------------------------------------------------- against PyTorch
+
+
+def torch_results(kind, x, w, b, kw, gy):
+    torch = pytest.importorskip("torch")
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = None if b is None else torch.tensor(b, requires_grad=True)
+    fn = torch.nn.functional.conv2d if kind == "conv" else torch.nn.functional.conv_transpose2d
+    y = fn(tx, tw, tb, **kw)
+    y.backward(torch.tensor(gy))
+    return y.detach().numpy(), [t.grad.numpy() for t in (tx, tw, tb) if t is not None]
+
+
+def assert_all_close(ours, theirs, rtol, atol):
+    (y, grads), (ty, tgrads) = ours, theirs
+    np.testing.assert_allclose(y, ty, rtol=rtol, atol=atol, err_msg="forward")
+    assert len(grads) == len(tgrads)
+    for name, g, tg in zip(("input", "weight", "bias"), grads, tgrads):
+        np.testing.assert_allclose(g, tg, rtol=rtol, atol=atol, err_msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("cfg", CONV_GRID, ids=cfg_id)
+def test_conv2d_matches_torch(cfg):
+    x, w, b, kw = conv_case(cfg, np.random.default_rng(6))
+    y, grads, gy = forward_backward(conv2d, x, w, b, kw)
+    assert_all_close((y, grads), torch_results("conv", x, w, b, kw, gy), 1e-11, 1e-11)
+
+
+@pytest.mark.parametrize("cfg", CONVT_GRID, ids=cfg_id)
+def test_conv_transpose2d_matches_torch(cfg):
+    x, w, b, kw = convt_case(cfg, np.random.default_rng(6))
+    if not convt_out_ok(x, w, kw):
+        pytest.skip("output size not positive for this config")
+    y, grads, gy = forward_backward(conv_transpose2d, x, w, b, kw)
+    assert_all_close((y, grads), torch_results("convt", x, w, b, kw, gy), 1e-11, 1e-11)
+
+
+@pytest.mark.parametrize(
+    "kind, xshape, wshape, kw",
+    [
+        # odd total padding: the extra row and column go at the bottom and right
+        ("conv", (2, 3, 9, 8), (4, 3, 4, 3), dict(padding="same")),
+        ("conv", (2, 3, 9, 8), (4, 3, 3, 2), dict(padding="same", dilation=(2, 3))),
+        ("conv", (2, 3, 9, 8), (4, 3, 3, 2), dict(padding="valid", stride=(2, 1))),
+        ("conv", (2, 70, 6, 5), (5, 70, 3, 3), dict(padding=1)),  # many rows per group: one-GEMM path
+        ("convt", (2, 70, 4, 3), (70, 5, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+        ("conv", (2, 3, 8, 7), (6, 1, 1, 1), dict(groups=3)),  # depthwise-like, 1x1 kernel
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note about its own padded copy
+def test_special_configs_match_torch(kind, xshape, wshape, kw):
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal(xshape), rng.standard_normal(wshape)
+    b = rng.standard_normal(wshape[0] if kind == "conv" else wshape[1] * kw.get("groups", 1))
+    fn = conv2d if kind == "conv" else conv_transpose2d
+    y, grads, gy = forward_backward(fn, x, w, b, kw)
+    assert_all_close((y, grads), torch_results(kind, x, w, b, kw, gy), 1e-11, 1e-11)
+
+
+def test_float32_matches_torch():
+    rng = np.random.default_rng(8)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((4, 8, 12, 12), (16, 8, 3, 3), (16,)))
+    kw = dict(stride=2, padding=1)
+    y, grads, gy = forward_backward(conv2d, x, w, b, kw)
+    assert y.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
+    assert_all_close((y, grads), torch_results("conv", x, w, b, kw, gy), 1e-4, 1e-4)
+    x = rng.standard_normal((4, 16, 6, 6)).astype(np.float32)
+    kw = dict(stride=2, padding=1, output_padding=1)
+    y, grads, gy = forward_backward(conv_transpose2d, x, w, b[:8], kw)
+    assert_all_close((y, grads), torch_results("convt", x, w, b[:8], kw, gy), 1e-4, 1e-4)
+
+
+def test_double_backward_matches_torch():
+    """A gradient penalty through a small conv 'discriminator' (conv, convT, conv)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(9)
+    arrays = [rng.standard_normal(s) for s in ((2, 2, 7, 7), (4, 2, 3, 3), (4, 2, 3, 3), (3, 2, 2, 2), (3,))]
+
+    def model(lib, conv, convt, x, w1, w2, w3, b3):
+        h = lib.tanh(conv(x, w1, stride=2, padding=1))
+        h = lib.tanh(convt(h, w2, stride=2, padding=1, output_padding=0))
+        return conv(h, w3, b3, dilation=2).sum()
+
+    ours = leaves(*arrays)
+    d = model(tinyae, conv2d, conv_transpose2d, *ours)
+    (gx,) = tinyae.grad(d, ours[0], create_graph=True)
+    ((gx * gx).sum()).backward()
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    F = torch.nn.functional
+    td = model(torch, F.conv2d, F.conv_transpose2d, *theirs)
+    (tgx,) = torch.autograd.grad(td, theirs[0], create_graph=True)
+    ((tgx * tgx).sum()).backward()
+    np.testing.assert_allclose(gx.numpy(), tgx.detach().numpy(), rtol=1e-10, atol=1e-10)
+    for name, a, t in zip(("x", "w1", "w2", "w3", "b3"), ours, theirs):
+        tg = np.zeros(a.shape) if t.grad is None else t.grad.numpy()
+        ag = np.zeros(a.shape) if a.grad is None else a.grad.numpy()
+        np.testing.assert_allclose(ag, tg, rtol=1e-9, atol=1e-10, err_msg=f"second-order gradient of {name}")
+
+
+# --------------------------------------------------------------------------- output_size, unbatched
+
+
+def test_output_size_picks_output_padding():
+    rng = np.random.default_rng(10)
+    x, w = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((3, 2, 3, 3))
+    for op_h, op_w in itertools.product(range(2), range(2)):
+        want = conv_transpose2d(Tensor(x), Tensor(w), stride=2, padding=1, output_padding=(op_h, op_w))
+        for size in (want.shape[2:], want.shape):
+            got = conv_transpose2d(Tensor(x), Tensor(w), stride=2, padding=1, output_size=size)
+            assert got.shape == want.shape
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    with pytest.raises(ValueError, match=r"conv_transpose2d: requested output_size \(9, 9\).*\[7, 8\]"):
+        conv_transpose2d(Tensor(x), Tensor(w), stride=2, padding=1, output_size=(9, 9))
+    with pytest.raises(ValueError, match="output_size"):
+        conv_transpose2d(Tensor(x), Tensor(w), stride=2, padding=1, output_size=(7,))
+
+
+def test_conv_backward_pins_input_size():
+    """Stride-2 conv of an odd and an even input give the same OH; each gradient keeps its x's size."""
+    rng = np.random.default_rng(11)
+    w = leaves(rng.standard_normal((2, 1, 3, 3)))[0]
+    for h in (7, 8):
+        x = leaves(rng.standard_normal((1, 1, h, h)))[0]
+        y = conv2d(x, w, stride=2, padding=1)
+        assert y.shape == (1, 2, 4, 4)
+        y.sum().backward()
+        assert x.grad.shape == x.shape
+
+
+def test_unbatched_input():
+    rng = np.random.default_rng(12)
+    x, w, b = rng.standard_normal((3, 6, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    y = conv2d(Tensor(x), Tensor(w), Tensor(b), padding=1)
+    assert y.shape == (4, 6, 5)
+    np.testing.assert_allclose(y.numpy(), ref_conv2d(x[None], w, b, padding=1)[0], rtol=1e-12)
+    yt = conv_transpose2d(Tensor(x), Tensor(w[:3]), stride=2)
+    np.testing.assert_allclose(yt.numpy(), ref_conv_transpose2d(x[None], w[:3], stride=2)[0], rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- memory: chunking, saved columns
+
+
+@pytest.fixture
+def count_kernel_calls(monkeypatch):
+    """Count im2col/col2im calls and record the largest column buffer either handled."""
+    calls = {"im2col": 0, "col2im": 0, "max_col_bytes": 0}
+    real_im2col, real_col2im = kernels.im2col, kernels.col2im
+
+    def im2col(*args):
+        calls["im2col"] += 1
+        col = real_im2col(*args)
+        calls["max_col_bytes"] = max(calls["max_col_bytes"], col.nbytes)
+        return col
+
+    def col2im(col, *args):
+        calls["col2im"] += 1
+        calls["max_col_bytes"] = max(calls["max_col_bytes"], col.nbytes)
+        return real_col2im(col, *args)
+
+    monkeypatch.setattr(kernels, "im2col", im2col)
+    monkeypatch.setattr(kernels, "col2im", col2im)
+    return calls
+
+
+@pytest.fixture
+def restore_workspace_limit():
+    previous = C.get_workspace_limit()
+    yield
+    C.set_workspace_limit(previous)
+
+
+@pytest.mark.parametrize("kind", ["conv", "convt"])
+def test_chunked_equals_unchunked(kind, count_kernel_calls, restore_workspace_limit):
+    rng = np.random.default_rng(13)
+    if kind == "conv":
+        fn, kw = conv2d, dict(stride=2, padding=1, groups=2)
+        x, w, b = rng.standard_normal((7, 4, 9, 8)), rng.standard_normal((6, 2, 3, 3)), rng.standard_normal(6)
+    else:
+        fn, kw = conv_transpose2d, dict(stride=2, padding=1, output_padding=1, groups=2)
+        x, w, b = rng.standard_normal((7, 4, 5, 4)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(6)
+
+    def run():
+        xs = leaves(x, w, b)
+
+        def loss_fn(x, w, b):  # a second-order term too: the weight-gradient op must chunk as well
+            y = fn(x, w, b, **kw)
+            (gx,) = tinyae.grad((y * y).sum(), x, create_graph=True)
+            return y, gx
+
+        y, gx = loss_fn(*xs)
+        ((y * y).sum() + (gx * gx).sum()).backward()
+        return [y.numpy(), gx.numpy()] + [t.grad.numpy() for t in xs]
+
+    want = run()
+    per_sample = (want[0] if kind == "conv" else x).shape[1:]  # the big side of the column buffer
+    cap = 9 * int(np.prod(per_sample)) * 8 * 2  # two samples' columns (float64)
+    C.set_workspace_limit(cap)
+    count_kernel_calls["max_col_bytes"] = 0
+    got = run()
+    assert 0 < count_kernel_calls["max_col_bytes"] <= cap
+    for a, b_ in zip(got, want):
+        np.testing.assert_allclose(a, b_, rtol=1e-12, atol=1e-12)
+
+
+def test_workspace_limit_setting(restore_workspace_limit):
+    previous = C.set_workspace_limit(1234)
+    assert C.get_workspace_limit() == 1234
+    assert C.set_workspace_limit(previous) == 1234
+    with pytest.raises(ValueError, match="set_workspace_limit: argument 'nbytes' must be a positive int"):
+        C.set_workspace_limit(0)
+
+
+def test_workspace_limit_from_environment():
+    import subprocess
+    import sys
+
+    code = "import tinyae.nn.conv as c; print(c.get_workspace_limit())"
+    env = {**__import__("os").environ, "TINYAE_WORKSPACE_MB": "3"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout) == 3 * 2**20
+
+
+def test_forward_columns_reused_and_image_needs_no_col2im(count_kernel_calls):
+    rng = np.random.default_rng(14)
+    x = Tensor(rng.standard_normal((2, 3, 8, 8)))  # first layer: the image needs no gradient
+    (w,) = leaves(rng.standard_normal((4, 3, 3, 3)))
+    y = conv2d(x, w, padding=1)
+    assert count_kernel_calls["im2col"] == 1
+    y.sum().backward()
+    assert count_kernel_calls == {**count_kernel_calls, "im2col": 1, "col2im": 0}
+    with tinyae.no_grad():  # inference keeps nothing
+        fn = C.Conv2d(C._Geometry((1, 1), (1, 1), (1, 1), 1), save_col=False)
+        fn(x, w)
+        assert fn.col is None
+
+
+def test_frozen_weight_keeps_no_columns(count_kernel_calls):
+    rng = np.random.default_rng(15)
+    (x,) = leaves(rng.standard_normal((2, 3, 8, 8)))
+    w = Tensor(rng.standard_normal((4, 3, 3, 3)))  # frozen (transfer learning): no weight gradient
+    y = conv2d(x, w, padding=1)
+    assert y.creator.col is None
+    y.sum().backward()
+    assert count_kernel_calls["im2col"] == 1 and count_kernel_calls["col2im"] == 1
+
+
+# --------------------------------------------------------------------------- kernel backends
+
+
+def test_numpy_and_cpp_kernels_agree():
+    if not kernels.cpp_available():
+        pytest.skip(f"C++ kernels not built: {kernels.cpp_unavailable_reason()}")
+    rng = np.random.default_rng(16)
+    cases = [
+        (conv2d, *conv_case(dict(stride=2, padding=1, dilation=2, groups=2, bias=True), rng)),
+        (
+            conv_transpose2d,
+            *convt_case(dict(stride=2, padding=2, dilation=1, groups=2, output_padding=1, bias=True), rng),
+        ),
+    ]
+    previous = kernels.get_kernels()
+    try:
+        for fn, x, w, b, kw in cases:
+            results = {}
+            for name in ("numpy", "cpp"):
+                kernels.set_kernels(name)
+                y, grads, _ = forward_backward(fn, x, w, b, kw)
+                results[name] = [y, *grads]
+            for a, b_ in zip(results["numpy"], results["cpp"]):
+                np.testing.assert_allclose(a, b_, rtol=1e-12, atol=1e-12)
+    finally:
+        kernels.set_kernels(previous)
+
+
+# --------------------------------------------------------------------------- linear
+
+
+def test_linear_forward_backward_and_shapes():
+    rng = np.random.default_rng(17)
+    w, b = rng.standard_normal((3, 5)), rng.standard_normal(3)
+    for shape in ((4, 5), (5,), (2, 3, 5)):
+        x = rng.standard_normal(shape)
+        y = linear(Tensor(x), Tensor(w), Tensor(b))
+        assert y.shape == shape[:-1] + (3,)
+        np.testing.assert_allclose(y.numpy(), np.einsum("...i,oi->...o", x, w) + b, rtol=1e-12)
+        inputs = leaves(x, w, b)
+        assert tinyae.gradcheck(linear, inputs)
+    assert tinyae.gradcheck(lambda x, w: linear(x, w), leaves(rng.standard_normal((4, 5)), w))
+
+
+def test_linear_gradgradcheck():
+    rng = np.random.default_rng(18)
+    inputs = leaves(rng.standard_normal((4, 3)), rng.standard_normal((2, 3)), rng.standard_normal(2))
+    assert tinyae.gradgradcheck(linear, inputs)
+    inputs = leaves(rng.standard_normal((2, 2, 3)), rng.standard_normal((2, 3)))
+    assert tinyae.gradgradcheck(lambda x, w: linear(x, w), inputs)
+
+
+def test_linear_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(19)
+    x, w, b = rng.standard_normal((2, 4, 6)), rng.standard_normal((3, 6)), rng.standard_normal(3)
+    ours = leaves(x, w, b)
+    y = linear(*ours)
+    gy = rng.standard_normal(y.shape)
+    y.backward(Tensor(gy))
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    ty = torch.nn.functional.linear(*theirs)
+    ty.backward(torch.tensor(gy))
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12)
+    for a, t in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def t(shape, dtype=np.float64):
+    return Tensor(np.ones(shape, dtype=dtype))
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: conv2d(t((2, 3, 8, 8)), t((4, 2, 3, 3))), ValueError,
+         r"conv2d: input has 3 channels but weight \(4, 2, 3, 3\) with groups=1 expects 2"),
+        (lambda: conv2d(t((2, 4, 8, 8)), t((3, 2, 3, 3)), groups=2), ValueError,
+         r"conv2d: groups=2 must divide the output channels \(weight.shape\[0\]\), got 3"),
+        (lambda: conv2d(t((2, 3, 8, 8)), t((4, 1, 3, 3)), groups=3), ValueError, None),  # 4 % 3
+        (lambda: conv2d(t((2, 2, 8, 8)), t((4, 2, 3, 3)), stride=0), ValueError,
+         r"conv2d: argument 'stride' must be positive, got 0"),
+        (lambda: conv2d(t((2, 2, 8, 8)), t((4, 2, 3, 3)), dilation=(1, -1)), ValueError,
+         r"conv2d: argument 'dilation' must be positive, got \(1, -1\)"),
+        (lambda: conv2d(t((2, 2, 8, 8)), t((4, 2, 3, 3)), padding=-1), ValueError,
+         r"conv2d: argument 'padding' must be non-negative, got -1"),
+        (lambda: conv2d(t((2, 2, 8, 8)), t((4, 2, 3, 3)), padding="full"), ValueError,
+         r"conv2d: argument 'padding' must be an int, a pair, 'same' or 'valid', got 'full'"),
+        (lambda: conv2d(t((2, 2, 8, 8)), t((4, 2, 3, 3)), padding="same", stride=2), ValueError,
+         r"conv2d: padding='same' needs stride 1"),
+        (lambda: conv2d(t((2, 2, 2, 8)), t((4, 2, 3, 3))), ValueError,
+         r"conv2d: kernel \(3, 3\) with dilation \(1, 1\) is larger than the padded input: "
+         r"input shape \(2, 2, 2, 8\)"),
+        (lambda: conv2d(t((2, 2, 5, 8)), t((4, 2, 3, 3)), dilation=3), ValueError,
+         "larger than the padded input"),
+        (lambda: conv2d(t((2, 8)), t((4, 2, 3, 3))), ValueError,
+         r"conv2d: argument 'input' must be 4-D \(N, C, H, W\) or 3-D \(C, H, W\), got shape \(2, 8\)"),
+        (lambda: conv2d(t((2, 2, 8, 8)), t((4, 2, 3))), ValueError,
+         r"conv2d: argument 'weight' must be 4-D \(C_out, C_in/groups, KH, KW\), got shape \(4, 2, 3\)"),
+        (lambda: conv2d(t((2, 2, 8, 8)), t((4, 2, 3, 3)), t((3,))), ValueError,
+         r"conv2d: argument 'bias' must have shape \(4,\) to match weight \(4, 2, 3, 3\), got \(3,\)"),
+        (lambda: conv2d(t((2, 2, 8, 8), np.int64), t((4, 2, 3, 3))), TypeError,
+         r"conv2d: argument 'input' must be float32 or float64, got dtype int64"),
+        (lambda: conv2d(t((2, 2, 8, 8), np.float32), t((4, 2, 3, 3))), TypeError,
+         r"conv2d: input and weight must have the same dtype, got float32 and float64"),
+        (lambda: conv2d(t((2, 2, 8, 8)), t((4, 2, 3, 3)), t((4,), np.float32)), TypeError,
+         r"conv2d: input and bias must have the same dtype"),
+        (lambda: conv2d([[1.0]], t((4, 2, 3, 3))), TypeError,
+         r"conv2d: argument 'input' must be a Tensor, got list"),
+        (lambda: conv2d(t((2, 2, 8, 8)), t((4, 2, 3, 3)), stride=1.5), TypeError,
+         r"conv2d: argument 'stride' must be an int, got float"),
+        (lambda: conv2d(t((2, 2, 8, 8)), t((4, 2, 3, 3)), stride=(1, 2, 3)), ValueError,
+         r"conv2d: argument 'stride' must be an int or a pair of ints, got \(1, 2, 3\)"),
+        (lambda: conv2d(t((2, 2, 8, 8)), t((4, 2, 3, 3)), groups=0), ValueError,
+         r"conv2d: argument 'groups' must be positive, got 0"),
+        (lambda: conv_transpose2d(t((2, 3, 4, 4)), t((4, 2, 3, 3))), ValueError,
+         r"conv_transpose2d: input has 3 channels but weight \(4, 2, 3, 3\) expects 4"),
+        (lambda: conv_transpose2d(t((2, 3, 4, 4)), t((3, 2, 3, 3)), groups=2), ValueError,
+         r"conv_transpose2d: groups=2 must divide the input channels \(weight.shape\[0\]\), got 3"),
+        (lambda: conv_transpose2d(t((2, 4, 4, 4)), t((4, 2, 3, 3)), t((2,)), groups=2), ValueError,
+         r"conv_transpose2d: argument 'bias' must have shape \(4,\)"),
+        (lambda: conv_transpose2d(t((2, 4, 4, 4)), t((4, 2, 3, 3)), stride=2, output_padding=2), ValueError,
+         r"conv_transpose2d: output_padding \(2, 2\) must be smaller than max\(stride, dilation\)"),
+        (lambda: conv_transpose2d(t((2, 4, 4, 4)), t((4, 2, 3, 3)), output_padding=(0, 1)), ValueError,
+         r"output_padding \(0, 1\) must be smaller than max\(stride, dilation\) per axis; "
+         r"got stride \(1, 1\)"),
+        (lambda: conv_transpose2d(t((2, 4, 4, 4)), t((4, 2, 3, 3)), output_padding=-1, stride=2), ValueError,
+         r"conv_transpose2d: argument 'output_padding' must be non-negative"),
+        (lambda: conv_transpose2d(t((2, 4, 1, 4)), t((4, 2, 3, 3)), padding=2), ValueError,
+         r"conv_transpose2d: output size \(-1, 2\) is not positive: input shape \(2, 4, 1, 4\)"),
+        (lambda: conv_transpose2d(t((2, 4, 4, 4)), t((4, 2, 3, 3)), padding="same"), ValueError,
+         r"conv_transpose2d: argument 'padding' must be an int or a pair of ints, got 'same'"),
+        (lambda: conv_transpose2d(t((4, 4)), t((4, 2, 3, 3))), ValueError,
+         r"conv_transpose2d: argument 'input' must be 4-D"),
+        (lambda: conv_transpose2d(t((2, 4, 4, 4)), t((4, 2, 3, 3), np.float32)), TypeError,
+         r"conv_transpose2d: input and weight must have the same dtype"),
+        (lambda: conv_transpose2d(t((2, 4, 4, 4), np.int32), t((4, 2, 3, 3))), TypeError,
+         r"conv_transpose2d: argument 'input' must be float32 or float64, got dtype int32"),
+        (lambda: conv_transpose2d(t((2, 4, 4, 4)), t((4, 2, 3, 3)), dilation=0), ValueError,
+         r"conv_transpose2d: argument 'dilation' must be positive"),
+        (lambda: linear(t((2, 4)), t((3, 5))), ValueError,
+         r"linear: input's last dimension must equal weight.shape\[1\] = 5; got input shape \(2, 4\)"),
+        (lambda: linear(t((2, 5)), t((3, 5, 1))), ValueError, r"linear: argument 'weight' must be 2-D"),
+        (lambda: linear(t((2, 5)), t((3, 5)), t((2,))), ValueError,
+         r"linear: argument 'bias' must have shape \(3,\)"),
+        (lambda: linear(t((2, 5), np.float32), t((3, 5))), TypeError,
+         "linear: input and weight must have the same dtype"),
+        (lambda: linear(t((2, 5), np.int64), t((3, 5))), TypeError,
+         "linear: argument 'input' must be float32 or float64"),
+    ],
+)  # fmt: skip
+def test_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match or "groups=3 must divide"):
+        call()

@@ -1,0 +1,627 @@
+"""Convolution, transposed convolution and the fully connected layer, with PyTorch's semantics.
+
+Notation (used in every docstring and shape comment of this module):
+
+=============  ===============================================================
+N              batch size
+C, C_out       input and output channels;  G = groups, Cg = C / G, Cog = C_out / G
+H, W           input height and width
+KH, KW         kernel height and width
+SH, SW         stride
+PH, PW         zero padding added on each side
+DH, DW         dilation (spacing between kernel taps)
+OH, OW         output size of a convolution: ``OH = (H + 2*PH - DH*(KH-1) - 1) // SH + 1``
+P              OH*OW, pixels of one output plane
+K, Kg          C*KH*KW, rows of the column matrix;  Kg = K / G, rows of one group
+=============  ===============================================================
+
+Weight layouts are PyTorch's: conv2d ``(C_out, Cg, KH, KW)``, conv_transpose2d ``(C, Cog, KH, KW)``,
+linear ``(out_features, in_features)``.
+
+**Convolution as one matrix product.** ``im2col`` copies every window of x into a column buffer
+``col`` (C, KH, KW, N, OH, OW) = a (K, N*P) matrix, so that per group g::
+
+    y_g  = W_g @ col_g            (Cog, Kg) @ (Kg, N*P)  ->  (Cog, N*P), then transposed to NCHW
+
+**The three gradients of y = conv2d(x, W)** for an upstream gradient gy::
+
+    dL/dW_g = gy_g @ col_g^T                     the weight gradient (its own op, ``Conv2dWeightGrad``)
+    dL/dcol_g = W_g^T @ gy_g;  dL/dx = col2im(dL/dcol)      =  conv_transpose2d(gy, W)
+    dL/db = sum of gy over (N, OH, OW)
+
+``conv_transpose2d`` is *defined* as that input gradient: ``y = col2im(W^T @ x)``, so its own input
+gradient is ``conv2d(gy, W)`` and its weight gradient is ``Conv2dWeightGrad(gy, x)``. Each backward
+below is written with these Tensor-level ops, so differentiating a gradient again (double
+backward, e.g. a gradient penalty through a convolutional discriminator) works for both.
+
+A transposed convolution's output size is ambiguous (several H_out give the same conv size), so the
+internal ops always receive the output size explicitly and never infer it.
+
+**Memory.** The column buffer is KH*KW times the input. A batch whose buffer would exceed the
+workspace limit (:func:`set_workspace_limit`, env ``TINYAE_WORKSPACE_MB``, default 256 MB) is
+processed in chunks along N; the results are identical. When the forward's buffer fits under the
+limit and the weight needs a gradient, it is kept for the weight gradient instead of recomputed.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from tinyae import kernels
+from tinyae.backend import get_array_module
+from tinyae.kernels import out_size
+from tinyae.ops.arithmetic import matmul
+from tinyae.ops.index import getitem
+from tinyae.ops.shape import pad, reshape, squeeze, transpose, unsqueeze
+from tinyae.tensor import Function, Tensor, is_grad_enabled
+
+__all__ = [
+    "conv2d",
+    "conv_transpose2d",
+    "linear",
+    "set_workspace_limit",
+    "get_workspace_limit",
+    "Conv2d",
+    "ConvTranspose2d",
+    "Conv2dWeightGrad",
+    "Linear",
+]
+
+# ------------------------------------------------------------------ workspace limit
+_DEFAULT_WORKSPACE_MB = 256.0
+
+
+def _limit_from_env() -> int:
+    raw = os.environ.get("TINYAE_WORKSPACE_MB", "").strip()
+    if raw:
+        try:
+            mb = float(raw)
+            if mb > 0:
+                return int(mb * 2**20)
+        except ValueError:
+            pass
+        warnings.warn(
+            f"TINYAE_WORKSPACE_MB={raw!r} is not a positive number; using {_DEFAULT_WORKSPACE_MB:g} MB",
+            stacklevel=2,
+        )
+    return int(_DEFAULT_WORKSPACE_MB * 2**20)
+
+
+_workspace_limit = _limit_from_env()
+
+
+def set_workspace_limit(nbytes: int) -> int:
+    """Cap the im2col column buffer at ``nbytes`` bytes; return the previous cap.
+
+    Bigger batches are split into chunks along N (one sample is the smallest chunk, so a
+    single sample's buffer may exceed a very small cap). Results do not depend on the cap.
+    """
+    global _workspace_limit
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 1:
+        raise ValueError(f"set_workspace_limit: argument 'nbytes' must be a positive int, got {nbytes!r}")
+    previous, _workspace_limit = _workspace_limit, nbytes
+    return previous
+
+
+def get_workspace_limit() -> int:
+    """The current cap on the column buffer, in bytes."""
+    return _workspace_limit
+
+
+def _chunks(n: int, bytes_per_sample: int) -> list[tuple[int, int]]:
+    """Split range(n) into consecutive [start, stop) slices whose buffers stay under the cap."""
+    step = max(1, _workspace_limit // max(bytes_per_sample, 1))
+    return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+# ------------------------------------------------------------------ geometry
+@dataclass(frozen=True)
+class _Geometry:
+    """Per-axis stride, padding and dilation, and the number of groups, of one convolution."""
+
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+    def conv_out(self, h: int, w: int, kh: int, kw: int) -> tuple[int, int]:
+        """(OH, OW) of a convolution of an (h, w) input."""
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        return out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
+
+    def kernel_args(self) -> tuple[int, ...]:
+        """(SH, SW, PH, PW, DH, DW) in the order of the im2col/col2im signatures."""
+        return (*self.stride, *self.padding, *self.dilation)
+
+
+# Below this many rows per group (Kg), the GEMMs are done one sample at a time straight into the
+# NCHW layout. Above it, one big GEMM over the whole batch plus a transposing copy is faster: the
+# copy costs ~1/Kg of the multiply (measured on the L1-L6 shapes, see the commit message).
+_PER_SAMPLE_MAX_K = 64
+
+
+def _contiguous(a: Any) -> Any:
+    """``a`` itself when C-contiguous, else a contiguous copy: BLAS needs unit-stride operands.
+
+    Upstream gradients are often broadcast views (zero strides), which NumPy's matmul would
+    otherwise multiply with a slow non-BLAS loop.
+    """
+    return a if a.flags.c_contiguous else get_array_module(a).ascontiguousarray(a)
+
+
+def _gemm_w_col(wm: Any, col: Any, out: Any) -> None:
+    """out (n, G, Cog, P) = wm (G, Cog, Kg) @ col (G, Kg, n*P): the convolution GEMM, NCHW result."""
+    xp = get_array_module(col)
+    g, kg, _ = col.shape
+    n, _, cog, p = out.shape
+    if kg <= _PER_SAMPLE_MAX_K:
+        cols = col.reshape(g, kg, n, p).transpose(2, 0, 1, 3)  # (n, G, Kg, P): a view
+        xp.matmul(wm, cols, out=out)
+    else:
+        t = xp.matmul(wm, col)  # (G, Cog, n*P)
+        out[...] = t.reshape(g, cog, n, p).transpose(2, 0, 1, 3)  # (n, G, Cog, P)
+
+
+def _gemm_wt_img(wm: Any, img: Any, col: Any) -> None:
+    """col (G, Kg, n*P) = wm^T (G, Kg, Cig) @ img (n, G, Cig, P): the transposed-convolution GEMM."""
+    xp = get_array_module(img)
+    n, g, cig, p = img.shape
+    kg = col.shape[1]
+    wt = wm.transpose(0, 2, 1)  # (G, Kg, Cig): a view, BLAS reads it transposed
+    if kg <= _PER_SAMPLE_MAX_K:
+        xp.matmul(wt, img, out=col.reshape(g, kg, n, p).transpose(2, 0, 1, 3))  # (n, G, Kg, P)
+    else:
+        img_t = xp.ascontiguousarray(img.transpose(1, 2, 0, 3)).reshape(g, cig, n * p)  # (G, Cig, n*P)
+        xp.matmul(wt, img_t, out=col)
+
+
+def _gemm_img_colt(img: Any, col: Any) -> Any:
+    """Return img (n, G, Cog, P) @ col (G, Kg, n*P)^T summed over n: (G, Cog, Kg), the weight GEMM."""
+    xp = get_array_module(img)
+    n, g, cog, p = img.shape
+    kg = col.shape[1]
+    if kg <= _PER_SAMPLE_MAX_K:
+        cols_t = col.reshape(g, kg, n, p).transpose(2, 0, 3, 1)  # (n, G, P, Kg): a view
+        return xp.matmul(img, cols_t).sum(axis=0)  # (n, G, Cog, Kg) -> (G, Cog, Kg)
+    img_t = xp.ascontiguousarray(img.transpose(1, 2, 0, 3)).reshape(g, cog, n * p)  # (G, Cog, n*P)
+    return xp.matmul(img_t, col.transpose(0, 2, 1))  # (G, Cog, n*P) @ (G, n*P, Kg)
+
+
+def _pad_bottom_right(a: Any, h: int, w: int) -> Any:
+    """Zero-pad an NCHW array at the bottom and right up to (h, w) (a no-op when it is that size)."""
+    dh, dw = h - a.shape[2], w - a.shape[3]
+    if dh == 0 and dw == 0:
+        return a
+    return get_array_module(a).pad(a, ((0, 0), (0, 0), (0, dh), (0, dw)))
+
+
+# ------------------------------------------------------------------ the Functions
+class Conv2d(Function):
+    """y = conv2d(x, W) + b on arrays; backward with conv_transpose2d and Conv2dWeightGrad.
+
+    ``save_col``: keep the forward's column buffer for the weight gradient (when it fits the cap).
+    """
+
+    def __init__(self, geom: _Geometry, save_col: bool = False) -> None:
+        self.geom, self.save_col = geom, save_col
+        self.col: Any = None
+
+    def forward(self, x, w, b=None):
+        xp = get_array_module(x)
+        n, c, h, wd = x.shape
+        c_out, cg, kh, kw = w.shape
+        g = self.geom.groups
+        oh, ow = self.geom.conv_out(h, wd, kh, kw)
+        kg, p = cg * kh * kw, oh * ow
+        wm = _contiguous(w).reshape(g, c_out // g, kg)  # (G, Cog, Kg)
+        y = xp.empty((n, c_out, oh, ow), dtype=x.dtype)
+        chunks = _chunks(n, c * kh * kw * p * x.dtype.itemsize)
+        for n0, n1 in chunks:
+            col = kernels.im2col(x[n0:n1], kh, kw, *self.geom.kernel_args())  # (C, KH, KW, n, OH, OW)
+            col = col.reshape(g, kg, (n1 - n0) * p)  # (G, Kg, n*P)
+            _gemm_w_col(wm, col, y[n0:n1].reshape(n1 - n0, g, c_out // g, p))
+            if self.save_col and len(chunks) == 1:
+                self.col = col
+        if b is not None:
+            y += b.reshape(1, c_out, 1, 1)
+        return y
+
+    def backward(self, gy):
+        x, w = self.inputs[:2]
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            # The adjoint of "unfold, then multiply by W": multiply by W^T, then fold back.
+            gx = _conv_transpose2d(gy, w, None, self.geom, x.shape[2:])
+        if self.needs_input_grad[1]:
+            gw = Conv2dWeightGrad(self.geom, w.shape[2:], col=self.col)(x, gy)
+        if len(self.inputs) == 3 and self.needs_input_grad[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        self.col = None
+        return gx, gw, gb
+
+
+class ConvTranspose2d(Function):
+    """y = col2im(W^T @ x) + b with an explicit output size ``out_hw``; backward with conv2d.
+
+    ``x`` (N, C, H, W) may be smaller than the conv size of ``out_hw`` (when output_padding >=
+    stride, possible with dilation > stride); the extra rows and columns are zeros.
+    """
+
+    def __init__(self, geom: _Geometry, out_hw: tuple[int, int]) -> None:
+        self.geom, self.out_hw = geom, out_hw
+
+    def forward(self, x, w, b=None):
+        xp = get_array_module(x)
+        c, cog, kh, kw = w.shape
+        g = self.geom.groups
+        out_h, out_w = self.out_hw
+        h, wd = self.geom.conv_out(out_h, out_w, kh, kw)
+        x = _contiguous(_pad_bottom_right(x, h, wd))  # (N, C, H, W)
+        n = x.shape[0]
+        kg, p = cog * kh * kw, h * wd
+        wm = _contiguous(w).reshape(g, c // g, kg)  # (G, Cig, Kg)
+        chunks = _chunks(n, g * kg * p * x.dtype.itemsize)
+        y = None if len(chunks) == 1 else xp.empty((n, g * cog, out_h, out_w), dtype=x.dtype)
+        for n0, n1 in chunks:
+            col = xp.empty((g * cog, kh, kw, n1 - n0, h, wd), dtype=x.dtype)  # (C_out, KH, KW, n, H, W)
+            img = x[n0:n1].reshape(n1 - n0, g, c // g, p)  # (n, G, Cig, P)
+            _gemm_wt_img(wm, img, col.reshape(g, kg, (n1 - n0) * p))
+            part = kernels.col2im(col, out_h, out_w, *self.geom.kernel_args())  # (n, C_out, OH, OW)
+            if y is None:
+                y = part
+            else:
+                y[n0:n1] = part
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        return y
+
+    def backward(self, gy):
+        x, w = self.inputs[:2]
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            gx = _conv2d(gy, w, None, self.geom, x.shape[2:])
+        if self.needs_input_grad[1]:
+            # y = col2im(W^T x) means <gy, y> = <im2col(gy), W^T x>: the conv weight gradient with
+            # the roles swapped (gy is the image, x the output gradient).
+            gw = Conv2dWeightGrad(self.geom, w.shape[2:])(gy, x)
+        if len(self.inputs) == 3 and self.needs_input_grad[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
+class Conv2dWeightGrad(Function):
+    """gW = gout @ im2col(img)^T per group: (C_gout, C_img/G, KH, KW), the weight gradient of a conv.
+
+    Bilinear in (img, gout), so its backward is again a pair of convolutions:
+    ``d/dimg = conv_transpose2d(gout, ggW)`` and ``d/dgout = conv2d(img, ggW)``. (It reads only the
+    incoming gradient ggW and its inputs — never its own output.) ``col`` is the forward's column
+    buffer of ``img`` when the caller kept it; it is used once and dropped.
+    """
+
+    def __init__(self, geom: _Geometry, kernel_hw: tuple[int, int], col: Any = None) -> None:
+        self.geom, self.kernel_hw, self.col = geom, tuple(kernel_hw), col
+
+    def forward(self, img, gout):
+        xp = get_array_module(img)
+        n, c, h, wd = img.shape
+        kh, kw = self.kernel_hw
+        g = self.geom.groups
+        oh, ow = self.geom.conv_out(h, wd, kh, kw)
+        gout = _contiguous(_pad_bottom_right(gout, oh, ow))  # (N, C_gout, OH, OW)
+        c_gout = gout.shape[1]
+        kg, p = c // g * kh * kw, oh * ow
+        gw = None
+        chunks = [(0, n)] if self.col is not None else _chunks(n, c * kh * kw * p * img.dtype.itemsize)
+        for n0, n1 in chunks:
+            if self.col is not None:
+                col = self.col  # (G, Kg, N*P), kept from the forward
+            else:
+                col = kernels.im2col(img[n0:n1], kh, kw, *self.geom.kernel_args())  # (C, KH, KW, n, OH, OW)
+                col = col.reshape(g, kg, (n1 - n0) * p)  # (G, Kg, n*P)
+            part = _gemm_img_colt(gout[n0:n1].reshape(n1 - n0, g, c_gout // g, p), col)  # (G, Cog, Kg)
+            gw = part if gw is None else xp.add(gw, part, out=gw)
+        self.col = None
+        if gw is None:  # an empty batch
+            gw = xp.zeros((g, c_gout // g, kg), dtype=img.dtype)
+        return gw.reshape(c_gout, c // g, kh, kw)
+
+    def backward(self, ggw):
+        img, gout = self.inputs
+        g_img = g_gout = None
+        if self.needs_input_grad[0]:
+            g_img = _conv_transpose2d(gout, ggw, None, self.geom, img.shape[2:])
+        if self.needs_input_grad[1]:
+            g_gout = _conv2d(img, ggw, None, self.geom, gout.shape[2:])
+        return g_img, g_gout
+
+
+class Linear(Function):
+    """y = x @ W^T + b for x (M, in), W (out, in); gx = gy @ W, gW = gy^T @ x, gb = sum of gy over M."""
+
+    def forward(self, x, w, b=None):
+        y = x @ w.T  # (M, out); BLAS reads W transposed, no copy
+        if b is not None:
+            y += b
+        return y
+
+    def backward(self, gy):
+        x, w = self.inputs[:2]
+        gx = matmul(gy, w) if self.needs_input_grad[0] else None
+        gw = matmul(transpose(gy, 0, 1), x) if self.needs_input_grad[1] else None
+        gb = gy.sum(axis=0) if len(self.inputs) == 3 and self.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+# ------------------------------------------------------------------ internal Tensor-level ops
+def _conv2d(x: Tensor, w: Tensor, b: Tensor | None, geom: _Geometry, out_hw: Any = None) -> Tensor:
+    """Conv2d on validated tensors; cropped to ``out_hw`` when that is smaller than the conv size."""
+    save = is_grad_enabled() and w.requires_grad
+    args = (x, w) if b is None else (x, w, b)
+    y = Conv2d(geom, save_col=save)(*args)
+    if out_hw is not None and tuple(out_hw) != y.shape[2:]:
+        y = getitem(y, (slice(None), slice(None), slice(0, out_hw[0]), slice(0, out_hw[1])))
+    return y
+
+
+def _conv_transpose2d(x: Tensor, w: Tensor, b: Tensor | None, geom: _Geometry, out_hw: Any) -> Tensor:
+    """ConvTranspose2d on validated tensors with the output size given explicitly."""
+    args = (x, w) if b is None else (x, w, b)
+    return ConvTranspose2d(geom, (int(out_hw[0]), int(out_hw[1])))(*args)
+
+
+# ------------------------------------------------------------------ argument checks
+def _as_tensor_arg(op: str, name: str, v: Any) -> Tensor:
+    if isinstance(v, Tensor):
+        t = v
+    elif hasattr(v, "dtype") and hasattr(v, "shape"):  # an ndarray
+        t = Tensor(v)
+    else:
+        raise TypeError(f"{op}: argument '{name}' must be a Tensor, got {type(v).__name__}")
+    if t.dtype.kind != "f" or t.dtype.itemsize not in (4, 8):
+        raise TypeError(f"{op}: argument '{name}' must be float32 or float64, got dtype {t.dtype}")
+    return t
+
+
+def _tensors(op: str, x: Any, weight: Any, bias: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+    x, weight = _as_tensor_arg(op, "input", x), _as_tensor_arg(op, "weight", weight)
+    if bias is not None:
+        bias = _as_tensor_arg(op, "bias", bias)
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(f"{op}: input and {name} must have the same dtype, got {x.dtype} and {t.dtype}")
+    return x, weight, bias
+
+
+def _int_arg(op: str, name: str, v: Any, minimum: int) -> int:
+    if isinstance(v, bool) or not hasattr(v, "__index__"):
+        raise TypeError(f"{op}: argument '{name}' must be an int, got {type(v).__name__}")
+    v = int(v)
+    if v < minimum:
+        what = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{op}: argument '{name}' must be {what}, got {v}")
+    return v
+
+
+def _pair(op: str, name: str, v: Any, minimum: int) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints, each >= ``minimum``."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{op}: argument '{name}' must be an int or a pair of ints, got {tuple(v)}")
+        h, w = v
+    else:
+        h = w = v
+    try:
+        return _int_arg(op, name, h, minimum), _int_arg(op, name, w, minimum)
+    except ValueError:
+        what = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{op}: argument '{name}' must be {what}, got {v!r}") from None
+
+
+def _check_input(op: str, x: Tensor) -> bool:
+    """Check x is (N, C, H, W) or unbatched (C, H, W); return whether it is unbatched."""
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"{op}: argument 'input' must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}"
+        )
+    return x.ndim == 3
+
+
+def _check_weight(op: str, weight: Tensor, layout: str) -> None:
+    if weight.ndim != 4:
+        raise ValueError(f"{op}: argument 'weight' must be 4-D {layout}, got shape {weight.shape}")
+    if any(s < 1 for s in weight.shape):
+        raise ValueError(f"{op}: argument 'weight' has an empty dimension, shape {weight.shape}")
+
+
+def _check_bias(op: str, bias: Tensor | None, n_out: int, weight: Tensor) -> None:
+    if bias is not None and bias.shape != (n_out,):
+        raise ValueError(
+            f"{op}: argument 'bias' must have shape ({n_out},) to match weight {weight.shape}, "
+            f"got {bias.shape}"
+        )
+
+
+def _check_groups(op: str, groups: Any, channels: dict[str, int]) -> int:
+    groups = _int_arg(op, "groups", groups, 1)
+    for what, c in channels.items():
+        if c % groups:
+            raise ValueError(f"{op}: groups={groups} must divide the {what}, got {c}")
+    return groups
+
+
+# ------------------------------------------------------------------ public functional API
+def conv2d(
+    input: Tensor,  # noqa: A002 - PyTorch's name
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+) -> Tensor:
+    """2-D convolution (cross-correlation, as PyTorch) of x (N, C, H, W) with W (C_out, Cg, KH, KW).
+
+    ``y[n, o, i, j] = b[o] + sum_{c, u, v} W[o, c, u, v] * x_pad[n, g*Cg + c, i*SH + u*DH, j*SW + v*DW]``
+    where g is the group of output channel o. Output (N, C_out, OH, OW). ``padding`` is an int,
+    a pair, ``"valid"`` (no padding) or ``"same"`` (output size = input size; stride must be 1;
+    when the total padding DH*(KH-1) is odd the extra row/column goes at the bottom/right).
+    An unbatched (C, H, W) input gives a (C_out, OH, OW) output.
+    """
+    op = "conv2d"
+    x, weight, bias = _tensors(op, input, weight, bias)
+    unbatched = _check_input(op, x)
+    if unbatched:
+        x = unsqueeze(x, 0)
+    _check_weight(op, weight, "(C_out, C_in/groups, KH, KW)")
+    c_out, cg, kh, kw = weight.shape
+    _check_bias(op, bias, c_out, weight)
+    stride = _pair(op, "stride", stride, 1)
+    dilation = _pair(op, "dilation", dilation, 1)
+    groups = _check_groups(op, groups, {"output channels (weight.shape[0])": c_out})
+    if x.shape[1] != cg * groups:
+        raise ValueError(
+            f"{op}: input has {x.shape[1]} channels but weight {weight.shape} with groups={groups} "
+            f"expects {cg * groups} (= weight.shape[1] * groups); input shape {x.shape}"
+        )
+
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{op}: padding='same' needs stride 1 (as in PyTorch), got stride {stride}")
+            total = (dilation[0] * (kh - 1), dilation[1] * (kw - 1))
+            padding = (total[0] // 2, total[1] // 2)
+            extra = (total[0] % 2, total[1] % 2)
+            if extra != (0, 0):  # odd total: the extra row/column of zeros goes at the bottom/right
+                x = pad(x, (0, extra[1], 0, extra[0]))
+        else:
+            raise ValueError(
+                f"{op}: argument 'padding' must be an int, a pair, 'same' or 'valid', got {padding!r}"
+            )
+    else:
+        padding = _pair(op, "padding", padding, 0)
+
+    geom = _Geometry(stride, padding, dilation, groups)
+    oh, ow = geom.conv_out(x.shape[2], x.shape[3], kh, kw)
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"{op}: kernel ({kh}, {kw}) with dilation {dilation} is larger than the padded input: "
+            f"input shape {x.shape}, padding {padding}"
+        )
+    y = _conv2d(x, weight, bias, geom)
+    return squeeze(y, 0) if unbatched else y
+
+
+def conv_transpose2d(
+    input: Tensor,  # noqa: A002 - PyTorch's name
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    output_padding: int | tuple[int, int] = 0,
+    groups: int = 1,
+    dilation: int | tuple[int, int] = 1,
+    *,
+    output_size: Any = None,
+) -> Tensor:
+    """Transposed 2-D convolution of x (N, C, H, W) with W (C, Cog, KH, KW): the adjoint of conv2d.
+
+    Output (N, G*Cog, H_out, W_out) with PyTorch's size formula::
+
+        H_out = (H - 1)*SH - 2*PH + DH*(KH - 1) + output_padding[0] + 1
+
+    ``output_padding`` (< max(stride, dilation)) picks among the sizes that a stride-SH conv
+    maps back to H. Alternatively ``output_size=(H_out, W_out)`` (or a full (N, C, H_out, W_out)
+    shape, as ``ConvTranspose2d.forward`` takes in PyTorch) picks it, and ``output_padding`` is
+    then ignored. An unbatched (C, H, W) input gives a (C_out, H_out, W_out) output.
+    """
+    op = "conv_transpose2d"
+    x, weight, bias = _tensors(op, input, weight, bias)
+    unbatched = _check_input(op, x)
+    if unbatched:
+        x = unsqueeze(x, 0)
+    _check_weight(op, weight, "(C_in, C_out/groups, KH, KW)")
+    c_in, cog, kh, kw = weight.shape
+    groups = _check_groups(op, groups, {"input channels (weight.shape[0])": c_in})
+    _check_bias(op, bias, cog * groups, weight)
+    stride = _pair(op, "stride", stride, 1)
+    dilation = _pair(op, "dilation", dilation, 1)
+    if isinstance(padding, str):
+        raise ValueError(f"{op}: argument 'padding' must be an int or a pair of ints, got {padding!r}")
+    padding = _pair(op, "padding", padding, 0)
+    if x.shape[1] != c_in:
+        raise ValueError(
+            f"{op}: input has {x.shape[1]} channels but weight {weight.shape} expects {c_in} "
+            f"(= weight.shape[0]); input shape {x.shape}"
+        )
+    h, w = x.shape[2], x.shape[3]
+    # The smallest output a stride-S conv maps back to (H, W); output_padding adds to it.
+    min_size = tuple(
+        (size - 1) * s - 2 * p + d * (k - 1) + 1
+        for size, s, p, d, k in zip((h, w), stride, padding, dilation, (kh, kw))
+    )
+    if output_size is not None:
+        size = tuple(output_size)
+        if len(size) == x.ndim or (unbatched and len(size) == 3):
+            size = size[-2:]
+        if len(size) != 2:
+            raise ValueError(f"{op}: argument 'output_size' must be (H_out, W_out), got {tuple(output_size)}")
+        size = tuple(_int_arg(op, "output_size", s, 1) for s in size)
+        for axis in range(2):
+            lo, hi = min_size[axis], min_size[axis] + stride[axis] - 1
+            if not lo <= size[axis] <= hi:
+                raise ValueError(
+                    f"{op}: requested output_size {size} is invalid for input shape {x.shape}, "
+                    f"weight {weight.shape}, stride {stride}, padding {padding}, dilation {dilation}: "
+                    f"axis {axis} must be in [{lo}, {hi}]"
+                )
+    else:
+        output_padding = _pair(op, "output_padding", output_padding, 0)
+        for axis in range(2):
+            if output_padding[axis] >= max(stride[axis], dilation[axis]):
+                raise ValueError(
+                    f"{op}: output_padding {output_padding} must be smaller than max(stride, dilation) "
+                    f"per axis; got stride {stride}, dilation {dilation}"
+                )
+        size = (min_size[0] + output_padding[0], min_size[1] + output_padding[1])
+    if size[0] < 1 or size[1] < 1:
+        raise ValueError(
+            f"{op}: output size {size} is not positive: input shape {x.shape}, weight {weight.shape}, "
+            f"stride {stride}, padding {padding}, dilation {dilation}"
+        )
+    y = _conv_transpose2d(x, weight, bias, _Geometry(stride, padding, dilation, groups), size)
+    return squeeze(y, 0) if unbatched else y
+
+
+def linear(
+    input: Tensor,  # noqa: A002 - PyTorch's name
+    weight: Tensor,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """Fully connected layer ``y = x @ W^T + b``: x (..., in), W (out, in), b (out,) -> (..., out)."""
+    op = "linear"
+    x, weight, bias = _tensors(op, input, weight, bias)
+    if weight.ndim != 2:
+        raise ValueError(
+            f"{op}: argument 'weight' must be 2-D (out_features, in_features), got shape {weight.shape}"
+        )
+    if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"{op}: input's last dimension must equal weight.shape[1] = {weight.shape[1]}; "
+            f"got input shape {x.shape} and weight shape {weight.shape}"
+        )
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(
+            f"{op}: argument 'bias' must have shape ({weight.shape[0]},) to match weight {weight.shape}, "
+            f"got {bias.shape}"
+        )
+    args = (weight,) if bias is None else (weight, bias)
+    if x.ndim == 2:
+        return Linear()(x, *args)
+    lead = x.shape[:-1]
+    y = Linear()(reshape(x, (-1, weight.shape[1])), *args)  # (M, out), M = prod(lead)
+    return reshape(y, (*lead, weight.shape[0]))
