@@ -1,0 +1,56 @@
+"""``tinyae.nn``: Modules, layers, losses, initialisers and the functional API.
+
+Write models as in PyTorch::
+
+    import tinyae.nn as nn
+    import tinyae.nn.functional as F
+
+    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 784), nn.Sigmoid())
+
+=================  ==========================================================
+module             Module, Parameter, Sequential, ModuleList, count_parameters
+layers             Linear, Conv2d, ConvTranspose2d, BatchNorm1d/2d, Dropout,
+                   activations, Flatten/Unflatten, pools, Upsample, Identity
+losses             MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss, NLLLoss, CrossEntropyLoss
+functional (F)     the ops the layers call (conv, batch_norm, pools, dropout, losses...)
+init               weight initialisers (kaiming, xavier, normal, uniform, ...)
+=================  ==========================================================
+"""
+
+from tinyae.nn import functional, init
+from tinyae.nn.layers import (
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    ConvTranspose2d,
+    Dropout,
+    Flatten,
+    Identity,
+    LeakyReLU,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sigmoid,
+    Softplus,
+    Tanh,
+    Unflatten,
+    Upsample,
+)
+from tinyae.nn.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from tinyae.nn.module import (
+    IncompatibleKeys,
+    Module,
+    ModuleList,
+    Parameter,
+    Sequential,
+    StateDictError,
+    count_parameters,
+)
+
+__all__ = [
+    "AvgPool2d", "BCELoss", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d",
+    "CrossEntropyLoss", "Dropout", "Flatten", "Identity", "IncompatibleKeys", "L1Loss", "LeakyReLU", "Linear",
+    "MSELoss", "MaxPool2d", "Module", "ModuleList", "NLLLoss", "Parameter", "ReLU", "Sequential", "Sigmoid",
+    "Softplus", "StateDictError", "Tanh", "Unflatten", "Upsample", "count_parameters", "functional", "init",
+]  # fmt: skip

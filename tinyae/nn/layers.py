@@ -1,0 +1,605 @@
+"""Layers: Modules that hold their weights and call a functional op in ``forward``.
+
+Signatures, weight layouts, default initialisation and ``repr`` text are PyTorch's, so
+that a model reads (and prints) the same in both. Notation as in :mod:`tinyae.nn.conv`:
+N batch, C / C_out channels, H, W height and width, KH, KW kernel size.
+
+Default initialisation (PyTorch's): for Linear, Conv2d and ConvTranspose2d
+``kaiming_uniform_(weight, a=sqrt(5))``, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the
+bias from the same U(-1/sqrt(fan_in), 1/sqrt(fan_in)), where fan_in = weight.shape[1] * KH * KW
+(see :mod:`tinyae.nn.init`; for ConvTranspose2d's (C, C_out/groups, KH, KW) weight that is
+C_out/groups * KH * KW). BatchNorm starts as the identity: weight 1, bias 0.
+
+Every layer checks its input where the user calls it and names itself, the expected
+size and the shape it got (e.g. ``Linear(in_features=3, ...)`` given a (2, 5) input).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tinyae import backend
+from tinyae.nn import functional as F
+from tinyae.nn import init
+from tinyae.nn.dropout import check_probability
+from tinyae.nn.module import Module, Parameter
+from tinyae.tensor import Tensor
+
+__all__ = [
+    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Flatten", "Identity",
+    "LeakyReLU", "Linear", "MaxPool2d", "ReLU", "Sigmoid", "Softplus", "Tanh", "Unflatten", "Upsample",
+]  # fmt: skip
+
+
+# ------------------------------------------------------------------ helpers
+def _int(layer: str, name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{layer}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{layer}: {name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _pair(layer: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2:
+        raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
+    return _int(layer, name, items[0], minimum), _int(layer, name, items[1], minimum)
+
+
+def _empty(shape: tuple[int, ...], dtype: Any) -> Tensor:
+    """A zero tensor to be filled by an initialiser (float32 unless ``dtype`` says otherwise)."""
+    return Tensor(np.zeros(shape, dtype=backend.DEFAULT_DTYPE if dtype is None else np.dtype(dtype)))
+
+
+def _check_tensor(layer: Module, input: Any) -> None:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{layer!r}: input must be a Tensor, got {type(input).__name__}")
+
+
+def _default_init(weight: Tensor, bias: Tensor | None) -> None:
+    """PyTorch's default for Linear / Conv: weight and bias both ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = init.calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        init.uniform_(bias, -bound, bound)
+
+
+# ------------------------------------------------------------------ linear
+class Linear(Module):
+    """y = x W^T + b: x (*, in_features) -> (*, out_features); W (out_features, in_features)."""
+
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, device: Any = None, dtype: Any = None
+    ) -> None:
+        super().__init__()
+        self.in_features = _int("Linear", "in_features", in_features)
+        self.out_features = _int("Linear", "out_features", out_features)
+        self.weight = Parameter(_empty((self.out_features, self.in_features), dtype))
+        if bias:
+            self.bias = Parameter(_empty((self.out_features,), dtype))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+        if device is not None:
+            self.to(device)
+
+    def reset_parameters(self) -> None:
+        _default_init(self.weight, self.bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        _check_tensor(self, input)
+        if input.ndim == 0 or input.shape[-1] != self.in_features:
+            raise ValueError(
+                f"{self!r}: expected input of shape (*, in_features={self.in_features}), "
+                f"got shape {input.shape}"
+            )
+        return F.linear(input, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        )
+
+
+# ------------------------------------------------------------- convolutions
+class _ConvNd(Module):
+    """What Conv2d and ConvTranspose2d share: arguments, weight, initialisation, repr."""
+
+    transposed = False
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int],
+        padding: int | Sequence[int] | str,
+        dilation: int | Sequence[int],
+        groups: int,
+        bias: bool,
+        padding_mode: str,
+        output_padding: int | Sequence[int],
+        device: Any,
+        dtype: Any,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.in_channels = _int(name, "in_channels", in_channels)
+        self.out_channels = _int(name, "out_channels", out_channels)
+        self.groups = _int(name, "groups", groups)
+        for what, c in (("in_channels", self.in_channels), ("out_channels", self.out_channels)):
+            if c % self.groups:
+                raise ValueError(f"{name}: {what}={c} must be divisible by groups={self.groups}")
+        self.kernel_size = _pair(name, "kernel_size", kernel_size, 1)
+        self.stride = _pair(name, "stride", stride, 1)
+        self.dilation = _pair(name, "dilation", dilation, 1)
+        self.output_padding = _pair(name, "output_padding", output_padding, 0)
+        if isinstance(padding, str):
+            if self.transposed or padding not in ("same", "valid"):
+                allowed = "an int or a pair" if self.transposed else "an int, a pair, 'same' or 'valid'"
+                raise ValueError(f"{name}: padding must be {allowed}, got {padding!r}")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"{name}: padding='same' is not supported for strided convolutions")
+            self.padding: tuple[int, int] | str = padding
+        else:
+            self.padding = _pair(name, "padding", padding, 0)
+        if padding_mode != "zeros":
+            raise ValueError(f"{name}: only padding_mode='zeros' is supported, got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        kh, kw = self.kernel_size
+        if self.transposed:  # (C_in, C_out/groups, KH, KW)
+            shape = (self.in_channels, self.out_channels // self.groups, kh, kw)
+        else:  # (C_out, C_in/groups, KH, KW)
+            shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
+        self.weight = Parameter(_empty(shape, dtype))
+        if bias:
+            self.bias = Parameter(_empty((self.out_channels,), dtype))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+        if device is not None:
+            self.to(device)
+
+    def reset_parameters(self) -> None:
+        _default_init(self.weight, self.bias)
+
+    def _check_input(self, input: Any) -> None:
+        _check_tensor(self, input)
+        if input.ndim not in (3, 4):
+            raise ValueError(
+                f"{self!r}: expected a 4-D (N, C, H, W) or 3-D (C, H, W) input, got shape {input.shape}"
+            )
+        channels = input.shape[-3]
+        if channels != self.in_channels:
+            raise ValueError(
+                f"{self!r}: expected input with in_channels={self.in_channels} channels "
+                f"(dim {input.ndim - 3}), got shape {input.shape}"
+            )
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.output_padding != (0, 0):
+            s += f", output_padding={self.output_padding}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution: (N, C_in, H, W) -> (N, C_out, OH, OW); weight (C_out, C_in/groups, KH, KW)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] | str = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, 0, device, dtype)  # fmt: skip
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input(input)
+        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class ConvTranspose2d(_ConvNd):
+    """Transposed convolution (the adjoint of Conv2d): (N, C_in, H, W) -> (N, C_out, H_out, W_out).
+
+    Weight (C_in, C_out/groups, KH, KW). ``H_out = (H-1)*SH - 2*PH + DH*(KH-1) + output_padding + 1``;
+    ``forward(x, output_size=(H_out, W_out))`` picks the size instead of ``output_padding``.
+    """
+
+    transposed = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        output_padding: int | Sequence[int] = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: int | Sequence[int] = 1,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, output_padding, device, dtype)  # fmt: skip
+
+    def forward(self, input: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
+        self._check_input(input)
+        w, b = self.weight, self.bias
+        return F.conv_transpose2d(input, w, b, self.stride, self.padding, self.output_padding, self.groups,
+                                  self.dilation, output_size=output_size)  # fmt: skip
+
+
+# ------------------------------------------------------------- batch norm
+class _BatchNorm(Module):
+    """Shared by BatchNorm1d and BatchNorm2d: parameters, running statistics, forward."""
+
+    _dims: tuple[int, ...] = ()
+    _dims_text = ""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.num_features = _int(name, "num_features", num_features)
+        if momentum is not None and not 0 <= momentum <= 1:
+            raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum!r}")
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        c = self.num_features
+        if affine:
+            self.weight = Parameter(_empty((c,), dtype))
+            if bias:
+                self.bias = Parameter(_empty((c,), dtype))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", _empty((c,), dtype))
+            self.register_buffer("running_var", _empty((c,), dtype))
+            self.register_buffer("num_batches_tracked", Tensor(np.array(0, dtype=np.int64)))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self.reset_parameters()
+        if device is not None:
+            self.to(device)
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            init.zeros_(self.running_mean)
+            init.ones_(self.running_var)
+            self.num_batches_tracked.data[...] = 0
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+    def _check_input(self, input: Any) -> None:
+        _check_tensor(self, input)
+        name = type(self).__name__
+        if input.ndim not in self._dims:
+            raise ValueError(f"{name}: expected {self._dims_text} input, got shape {input.shape}")
+        if input.shape[1] != self.num_features:
+            raise ValueError(
+                f"{name}: expected input with num_features={self.num_features} channels (dim 1), "
+                f"got shape {input.shape}"
+            )
+        if self.training and input.size // self.num_features <= 1:
+            raise ValueError(
+                f"{name}: expected more than 1 value per channel when training, "
+                f"got input of shape {input.shape}"
+            )
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input(input)
+        # momentum=None means a cumulative average: the k-th batch gets weight 1/k.
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data += 1
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked.data)
+        # Batch statistics in training, and in eval when there are no running statistics.
+        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        track = not self.training or self.track_running_stats  # pass buffers only to use or update them
+        return F.batch_norm(
+            input,
+            self.running_mean if track else None,
+            self.running_var if track else None,
+            self.weight,
+            self.bias,
+            use_batch_stats,
+            factor,
+            self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
+        )
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) inputs, statistics per channel over N (and L)."""
+
+    _dims = (2, 3)
+    _dims_text = "a 2-D (N, C) or 3-D (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) inputs, statistics per channel over N, H and W."""
+
+    _dims = (4,)
+    _dims_text = "a 4-D (N, C, H, W)"
+
+
+# ---------------------------------------------------------------- dropout
+class Dropout(Module):
+    """Inverted dropout with probability ``p`` in training; the identity in eval mode."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        super().__init__()
+        self.p = check_probability("Dropout", p)
+        self.inplace = inplace  # accepted for PyTorch compatibility; the output is always new
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout(input, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+# ------------------------------------------------------------ activations
+class ReLU(Module):
+    """max(x, 0). ``inplace`` is accepted for compatibility; the output is always a new tensor."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.relu(input)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class LeakyReLU(Module):
+    """x for x > 0, negative_slope * x otherwise."""
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+        self.inplace = inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.leaky_relu(input, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
+class Sigmoid(Module):
+    """1 / (1 + e^-x)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.sigmoid(input)
+
+
+class Tanh(Module):
+    def forward(self, input: Tensor) -> Tensor:
+        return F.tanh(input)
+
+
+class Softplus(Module):
+    """log(1 + e^(beta x)) / beta, and x itself where beta x > threshold."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta = beta
+        self.threshold = threshold
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.softplus(input, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+# ----------------------------------------------------------------- shapes
+class Flatten(Module):
+    """Merge dims start_dim..end_dim: (N, C, H, W) -> (N, C*H*W) by default."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim = start_dim
+        self.end_dim = end_dim
+
+    def forward(self, input: Tensor) -> Tensor:
+        _check_tensor(self, input)
+        return input.flatten(self.start_dim, self.end_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Split dim ``dim`` into ``unflattened_size``: e.g. (N, 6272) -> (N, 128, 7, 7)."""
+
+    def __init__(self, dim: int, unflattened_size: Sequence[int]) -> None:
+        super().__init__()
+        if not isinstance(unflattened_size, (tuple, list)) or not unflattened_size:
+            raise TypeError(
+                f"Unflatten: unflattened_size must be a non-empty tuple of ints, got {unflattened_size!r}"
+            )
+        self.dim = dim
+        self.unflattened_size = unflattened_size
+
+    def forward(self, input: Tensor) -> Tensor:
+        _check_tensor(self, input)
+        if not -input.ndim <= self.dim < input.ndim:
+            raise ValueError(f"{self!r}: dim={self.dim} is out of range for input of shape {input.shape}")
+        size = input.shape[self.dim]
+        known = math.prod(s for s in self.unflattened_size if s != -1)
+        fits = size == known if -1 not in self.unflattened_size else known > 0 and size % known == 0
+        if not fits:
+            raise ValueError(
+                f"{self!r}: dim {self.dim} of input shape {input.shape} has size {size}, "
+                f"which cannot be split into {tuple(self.unflattened_size)}"
+            )
+        return input.unflatten(self.dim, self.unflattened_size)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+class Identity(Module):
+    """Returns its input (a placeholder, e.g. for a removed head); ignores any arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+
+    def forward(self, input: Any) -> Any:
+        return input
+
+
+# ---------------------------------------------------------------- pooling
+class MaxPool2d(Module):
+    """Max over KH x KW windows; ``stride`` defaults to ``kernel_size``."""
+
+    def __init__(
+        self,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
+        super().__init__()
+        if return_indices or ceil_mode:
+            raise ValueError("MaxPool2d: return_indices=True and ceil_mode=True are not supported")
+        self.kernel_size = kernel_size
+        self.stride = stride if stride is not None else kernel_size
+        self.padding = padding
+        self.dilation = dilation
+        self.return_indices = return_indices
+        self.ceil_mode = ceil_mode
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        )
+
+
+class AvgPool2d(Module):
+    """Mean over KH x KW windows; padding counts as zeros in the mean (``count_include_pad=True``)."""
+
+    def __init__(
+        self,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
+        super().__init__()
+        if ceil_mode:
+            raise ValueError("AvgPool2d: ceil_mode=True is not supported")
+        self.kernel_size = kernel_size
+        self.stride = stride if stride is not None else kernel_size
+        self.padding = padding
+        self.ceil_mode = ceil_mode
+        self.count_include_pad = count_include_pad
+        self.divisor_override = divisor_override
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)  # fmt: skip
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class Upsample(Module):
+    """Nearest-neighbour upsampling by ``scale_factor`` (or to ``size``)."""
+
+    def __init__(
+        self,
+        size: int | Sequence[int] | None = None,
+        scale_factor: float | Sequence[float] | None = None,
+        mode: str = "nearest",
+        align_corners: bool | None = None,
+        recompute_scale_factor: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if mode != "nearest":
+            raise ValueError(f"Upsample: only mode='nearest' is supported, got mode={mode!r}")
+        self.size = size
+        if isinstance(scale_factor, (tuple, list)):
+            self.scale_factor: Any = tuple(float(f) for f in scale_factor)
+        else:
+            self.scale_factor = float(scale_factor) if scale_factor else None
+        self.mode = mode
+        self.align_corners = align_corners
+        self.recompute_scale_factor = recompute_scale_factor
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
+                             self.recompute_scale_factor)  # fmt: skip
+
+    def extra_repr(self) -> str:
+        info = (
+            f"scale_factor={self.scale_factor!r}" if self.scale_factor is not None else f"size={self.size!r}"
+        )
+        return info + f", mode={self.mode!r}"
