@@ -98,6 +98,7 @@ def _install_tensor_methods() -> None:
     ):  # fmt: skip
         setattr(T, fn.__name__, fn)
     T.view = reshape
+    T.clamp = clip  # ``clamp = clip`` shares the name "clip", so the loop above set only ``clip``
     T.pow = pow
     T.__hash__ = object.__hash__  # Tensors are identity-hashed (usable in sets and dicts)
 

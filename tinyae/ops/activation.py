@@ -113,6 +113,8 @@ def relu(x: Tensor) -> Tensor:
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
+        raise TypeError(f"leaky_relu: negative_slope must be a number, got {type(negative_slope).__name__}")
     return LeakyReLU(negative_slope)(x)
 
 

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from tinyae import backend
 from tinyae.ops.shape import broadcast_shape, broadcast_to, squeeze, sum_to, transpose, unsqueeze
 from tinyae.tensor import Function, Tensor, _as_tensors
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
 class _Binary(Function):
@@ -216,6 +222,9 @@ def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tenso
     """Clamp values to [min, max] (``torch.clamp``); either bound may be None."""
     if min is None and max is None:
         raise ValueError("clip: at least one of min and max must be given")
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and not _is_number(bound):
+            raise TypeError(f"clip: {name} must be a number or None, got {type(bound).__name__}")
     return Clip(min, max)(x)
 
 
@@ -283,7 +292,12 @@ def matmul(a: Any, b: Any) -> Tensor:
         )
     if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned (inner dimensions differ)")
-    broadcast_shape("matmul", a.shape[:-2], b.shape[:-2])
+    try:
+        broadcast_shape("matmul", a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"matmul: batch dimensions of shapes {a.shape} and {b.shape} cannot be broadcast together"
+        ) from None
     if a.ndim == 1:  # a row vector, dropped again from the result
         return squeeze(matmul(unsqueeze(a, 0), b), -2 if b.ndim > 1 else -1)
     if b.ndim == 1:  # a column vector

@@ -21,11 +21,14 @@ def _normalize_key(key: Any, xp: Any) -> tuple[Any, bool]:
         if isinstance(k, Tensor):
             k = k.data
         if isinstance(k, list):
-            k = xp.asarray(k)
+            k = xp.asarray(k) if k else xp.zeros(0, dtype=xp.int64)  # [] selects nothing, as in NumPy
+        if isinstance(k, (float, str)) or (hasattr(k, "dtype") and k.dtype.kind not in "biu"):
+            raise TypeError(
+                f"getitem: indices must be ints, slices, None, Ellipsis, or integer/boolean arrays, "
+                f"got {type(k).__name__}" + (f" of dtype {k.dtype}" if hasattr(k, "dtype") else "")
+            )
         if hasattr(k, "dtype") and getattr(k, "ndim", 0) > 0:
             basic = False
-            if k.dtype.kind not in "biu":
-                raise TypeError(f"getitem: index arrays must be integer or boolean, got {k.dtype}")
             if k.dtype.kind == "b":  # a mask selects the positions of its True values
                 out.extend(k.nonzero())
                 continue

@@ -25,10 +25,13 @@ def normalize_dim(op: str, dim: int, ndim: int, name: str = "dim") -> int:
     return int(dim) % max(ndim, 1)
 
 
-def _shape_arg(shape: Sequence[Any]) -> tuple[int, ...]:
-    """Accept ``f(2, 3)`` as well as ``f((2, 3))``."""
+def _shape_arg(op: str, shape: Sequence[Any]) -> tuple[int, ...]:
+    """Accept ``f(2, 3)`` as well as ``f((2, 3))``; sizes must be ints."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
+    for s in shape:
+        if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
+            raise TypeError(f"{op}: sizes must be ints, got {type(s).__name__} ({s!r}) in {tuple(shape)}")
     return tuple(int(s) for s in shape)
 
 
@@ -82,16 +85,20 @@ def sum_to(x: Tensor, shape: Sequence[int]) -> Tensor:
     shape = tuple(shape)
     if x.shape == shape:
         return x
+    if len(shape) > x.ndim or broadcast_shape("sum_to", x.shape, shape) != x.shape:
+        raise ValueError(f"sum_to: cannot sum shape {x.shape} down to {shape} (it is not a broadcast of it)")
     return SumTo(shape)(x)
 
 
 def expand(x: Tensor, *sizes: Any) -> Tensor:
     """PyTorch's ``expand``: broadcast to ``sizes``; -1 keeps a dimension's size."""
-    sizes = _shape_arg(sizes)
+    sizes = _shape_arg("expand", sizes)
     lead = len(sizes) - x.ndim
     if lead < 0:
         raise ValueError(f"expand: {len(sizes)} sizes given for a tensor with {x.ndim} dimensions {x.shape}")
     target = tuple(x.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
+    if broadcast_shape("expand", x.shape, target) != target:
+        raise ValueError(f"expand: cannot expand shape {x.shape} to {target}")
     return broadcast_to(x, target)
 
 
@@ -108,7 +115,7 @@ class Reshape(Function):
 
 
 def reshape(x: Tensor, *shape: Any) -> Tensor:
-    shape = _shape_arg(shape)
+    shape = _shape_arg("reshape", shape)
     if shape == x.shape:
         return x
     if shape.count(-1) > 1 or any(s < -1 for s in shape):
@@ -165,7 +172,7 @@ class Permute(Function):
 
 
 def permute(x: Tensor, *dims: Any) -> Tensor:
-    dims = _shape_arg(dims)
+    dims = _shape_arg("permute", dims)
     if sorted(normalize_dim("permute", d, x.ndim) for d in dims) != list(range(x.ndim)):
         raise ValueError(f"permute: dims {dims} are not a permutation of the {x.ndim} dims of {x.shape}")
     dims = tuple(d % x.ndim for d in dims)
