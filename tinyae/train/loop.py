@@ -43,11 +43,11 @@ from tinyae.train.checkpoint import (
     write_checkpoint,
 )
 from tinyae.train.datasets import ImageData, load_images
-from tinyae.train.metrics import METRICS, write_metrics
+from tinyae.train.metrics import write_metrics
 from tinyae.train.progress import Progress
 from tinyae.train.registry import get_recipe
 
-__all__ = ["COMMON_DEFAULTS", "RunResult", "default_config", "evaluate_run", "train"]
+__all__ = ["COMMON_DEFAULTS", "RunResult", "default_config", "evaluate_run", "load_run", "train"]
 
 #: defaults of the options every model has (``epochs``, ``batch_size`` and ``lr`` come from the recipe)
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -67,6 +67,7 @@ class RunResult:
     pictures: list[str] = field(default_factory=list)
     epoch: int = 0  # epochs completed
     batch: int = 0  # batches done in the unfinished epoch (interrupted runs)
+    recipe: Any = None  # the trained Recipe (its .report(final) gives printable lines)
 
 
 def default_config(model: str, **overrides: Any) -> dict[str, Any]:
@@ -237,7 +238,7 @@ def train(
                     partial["seconds"] += time.perf_counter() - t0
                     progress.close()
                     save(epoch, b + 1)
-                    return RunResult("interrupted", out_dir, metrics, epoch=epoch, batch=b + 1)
+                    return RunResult("interrupted", out_dir, metrics, epoch=epoch, batch=b + 1, recipe=recipe)
             recipe.end_epoch(epoch)
             evaluation = dict(recipe.evaluate(epoch))
             record = {
@@ -250,9 +251,11 @@ def train(
             history.append(record)
             partial = {"loss_sum": 0.0, "count": 0, "seconds": 0.0}
             save(epoch + 1, 0)
-            progress.end(_summary(record, epochs))
+            # At most ~50 summary lines per run: every epoch of a short run, every k-th of a long one.
+            every = max(1, epochs // 50)
+            progress.end(_summary(record, epochs), show=(epoch + 1) % every == 0 or epoch + 1 == epochs)
             if flag.requested:
-                return RunResult("interrupted", out_dir, metrics, epoch=epoch + 1)
+                return RunResult("interrupted", out_dir, metrics, epoch=epoch + 1, recipe=recipe)
 
     metrics["final"] = recipe.final_metrics()
     write_metrics(out_dir, metrics)
@@ -260,13 +263,13 @@ def train(
     if history:
         written.append(pics.loss_curves(out_dir, history, title=f"{cls.name} on {recipe.dataset_name()}"))
     written += recipe.pictures(out_dir, history)
-    return RunResult("finished", out_dir, metrics, pictures=written, epoch=epochs)
+    return RunResult("finished", out_dir, metrics, pictures=written, epoch=epochs, recipe=recipe)
 
 
-def evaluate_run(
+def load_run(
     run_dir: str, *, data_root: str | None = None, device: str | None = None, data: ImageData | None = None
-) -> dict[str, Any]:
-    """Recompute ``final`` from ``run_dir/checkpoint.npz`` (the model state after its last saved step)."""
+) -> tuple[Any, dict[str, Any]]:
+    """The recipe of ``run_dir`` rebuilt with the checkpoint's state, and the checkpoint itself."""
     ckpt = read_checkpoint(run_dir)
     config = dict(ckpt["config"])
     if device is not None:
@@ -281,8 +284,12 @@ def evaluate_run(
     tinyae.manual_seed(int(config["seed"]))
     recipe.build()
     recipe.load_state_dict(ckpt["state"])
+    return recipe, ckpt
+
+
+def evaluate_run(
+    run_dir: str, *, data_root: str | None = None, device: str | None = None, data: ImageData | None = None
+) -> dict[str, Any]:
+    """Recompute ``final`` from ``run_dir/checkpoint.npz`` (the model state after its last saved step)."""
+    recipe, _ = load_run(run_dir, data_root=data_root, device=device, data=data)
     return recipe.final_metrics()
-
-
-def metrics_path(run_dir: str) -> str:
-    return os.path.join(run_dir, METRICS)

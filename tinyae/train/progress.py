@@ -51,10 +51,11 @@ class Progress:
             self.bar.close()
             self.bar = None
 
-    def end(self, line: str) -> None:
-        """Close the bar and print the epoch's summary line."""
+    def end(self, line: str, show: bool = True) -> None:
+        """Close the bar and print the epoch's summary line (when ``show``)."""
         self.close()
-        self.print(line)
+        if show:
+            self.print(line)
 
     def print(self, line: str) -> None:
         if not self.quiet:

@@ -49,6 +49,12 @@ if TYPE_CHECKING:
 __all__ = ["Recipe"]
 
 
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
 class Recipe:
     """Base class of the models ``tinyae train`` knows; subclass it and register it.
 
@@ -159,6 +165,13 @@ class Recipe:
         The loss curves are drawn by the loop for every model; draw the rest here.
         """
         return []
+
+    def report(self, final: dict[str, Any]) -> list[str]:
+        """Lines the CLI prints about ``final`` at the end of a run and by ``tinyae eval``.
+
+        Default: every number in ``final``, one per line; override for tables.
+        """
+        return [f"  {k:<24} {_fmt(v)}" for k, v in final.items() if isinstance(v, int | float | str | None)]
 
     def dataset_name(self) -> str:
         """What metrics.json records as ``dataset``."""

@@ -1,0 +1,25 @@
+"""The lecture's models, each built only from :mod:`tinyae.nn` (one file per topic).
+
+    encoder838   Encoder838            the 8-3-8 encoding problem
+    autoencoder  Autoencoder           dense autoencoder r = g(f(x))
+    conv_ae      ConvAutoencoder       strided convolutions down, transposed convolutions up
+    denoise      DenoisingAutoencoder  trained on corrupted inputs; make_noise() picks the corruption
+
+How each is trained (losses, optimizers, metrics, pictures) lives in :mod:`tinyae.train`.
+"""
+
+from tinyae.models.autoencoder import Autoencoder
+from tinyae.models.conv_ae import ConvAutoencoder
+from tinyae.models.denoise import NOISE_KINDS, DenoisingAutoencoder, make_noise
+from tinyae.models.encoder838 import Encoder838, binary_codes, one_hot_patterns
+
+__all__ = [
+    "NOISE_KINDS",
+    "Autoencoder",
+    "ConvAutoencoder",
+    "DenoisingAutoencoder",
+    "Encoder838",
+    "binary_codes",
+    "make_noise",
+    "one_hot_patterns",
+]
