@@ -379,12 +379,10 @@ class Module:
         """
         if isinstance(device, Tensor):
             device, dtype = device.device, device.dtype
-        elif device is not None and not (
-            isinstance(device, str) and device.split(":")[0].strip() in ("cpu", "cuda")
-        ):
+        elif device is not None and not isinstance(device, str):  # to(dtype): strings are devices
             if dtype is not None:
-                raise TypeError(f"to: cannot read {device!r} as a device")
-            device, dtype = None, device  # to(dtype)
+                raise TypeError(f"to: device must be a string such as 'cpu' or 'cuda', got {device!r}")
+            device, dtype = None, device
         target = None if device is None else backend.parse_device(device)
         if dtype is not None:
             dtype = np.dtype(dtype)
