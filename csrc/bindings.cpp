@@ -18,8 +18,9 @@ namespace {
 enum class DType { f32, f64 };
 
 DType check_dtype(const char* op, const char* name, const py::array& a) {
-    if (a.dtype().is(py::dtype::of<float>())) return DType::f32;
-    if (a.dtype().is(py::dtype::of<double>())) return DType::f64;
+    // equal() is NumPy dtype ==: native-order float32 / float64 only (">f4" is rejected).
+    if (a.dtype().equal(py::dtype::of<float>())) return DType::f32;
+    if (a.dtype().equal(py::dtype::of<double>())) return DType::f64;
     throw py::type_error(std::string(op) + ": argument '" + name + "' must be float32 or float64, got dtype " +
                          std::string(py::str(a.dtype())));
 }

@@ -233,6 +233,29 @@ def test_non_contiguous_inputs(impl):
     )
 
 
+@needs_cpp
+def test_cpp_does_not_copy_contiguous_input():
+    """NumPy reports its buffers to tracemalloc: a contiguous x adds only the output to the peak,
+    a non-contiguous one adds the output plus one contiguous copy of x."""
+    import tracemalloc
+
+    x = random((1, 1, 256, 256), np.float64)  # 512 KiB; a 1x1 kernel makes col just as big
+    strided = np.repeat(x, 2, axis=3)[..., ::2]
+
+    def peak_increase(a):
+        tracemalloc.start()
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        col = _C.im2col(a, 1, 1, 1, 1, 0, 0, 1, 1)
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+        del col
+        return peak
+
+    assert peak_increase(x) < 1.5 * x.nbytes
+    assert peak_increase(strided) > 1.9 * x.nbytes
+
+
 def test_dispatch_and_info():
     x = np.zeros((1, 1, 3, 3), np.float32)
     assert K.backend_name(x) == K.get_kernels()
@@ -286,6 +309,8 @@ def test_bad_im2col_arguments(name, mod):
         mod.im2col(x.astype(np.int64), *ok)
     with pytest.raises(TypeError, match="im2col: argument 'x'.*float16"):
         mod.im2col(x.astype(np.float16), *ok)
+    with pytest.raises(TypeError, match="im2col: argument 'x'.*>f4"):
+        mod.im2col(x.astype(">f4"), *ok)  # byte-swapped: the kernels read native order only
     with pytest.raises(ValueError, match="im2col: argument 'x' must be 4-D"):
         mod.im2col(x[0], *ok)
     with pytest.raises(ValueError, match="im2col: argument 'kh' must be positive"):
