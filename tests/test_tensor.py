@@ -25,7 +25,7 @@ from tinyae.tensor import Function
 
 
 def f64(data, requires_grad: bool = True) -> ta.Tensor:
-    return ta.tensor(np.asarray(data, dtype=np.float64), requires_grad=requires_grad)
+    return ta.tensor(np.array(data, dtype=np.float64), requires_grad=requires_grad)
 
 
 # ------------------------------------------------------------------ construction and dtypes

@@ -45,6 +45,14 @@ def _checked_inputs(op: str, inputs: Sequence[Any]) -> tuple[list[Any], list[int
                 f"{op}: input {i} is {inputs[i].dtype}; finite differences need float64 inputs "
                 "(make them with dtype=float64)"
             )
+        data = inputs[i].data
+        if not data.flags.writeable:
+            raise ValueError(f"{op}: input {i} is a read-only array (a broadcast view?); pass a copy")
+        xp = backend.get_array_module(data)
+        for j, other in enumerate(inputs):
+            # Perturbing input i would silently move input j too, and the numeric gradient would be wrong.
+            if j != i and isinstance(other, Tensor) and xp.shares_memory(data, other.data):
+                raise ValueError(f"{op}: inputs {i} and {j} share memory; pass separate copies")
     return inputs, diff
 
 
@@ -87,6 +95,7 @@ def gradcheck(
     else:
         analytic = [None] * len(diff)
 
+    ok = True
     for i, g in zip(diff, analytic):
         x = inputs[i]
         a = backend.to_device(g.data, "cpu") if g is not None else np.zeros(x.shape)
@@ -100,7 +109,7 @@ def gradcheck(
                 minus = _loss(fn, inputs, vs)
                 x.data[k] = old
                 numeric[k] = (plus - minus) / (2 * eps)
-            _compare("gradcheck", i, a, numeric, atol, rtol, raise_exception)
+            ok &= _compare("gradcheck", i, a, numeric, atol, rtol, raise_exception)
         else:
             d = xp.asarray(rng.standard_normal(x.shape))
             old = x.data.copy()
@@ -111,8 +120,10 @@ def gradcheck(
             x.data = old
             numeric = np.array((plus - minus) / (2 * eps))
             directional = np.array(float((a * backend.to_device(d, "cpu")).sum()))
-            _compare("gradcheck (random direction)", i, directional, numeric, atol, rtol, raise_exception)
-    return True
+            ok &= _compare(
+                "gradcheck (random direction)", i, directional, numeric, atol, rtol, raise_exception
+            )
+    return ok
 
 
 def _compare(op: str, i: int, analytic: np.ndarray, numeric: np.ndarray, atol: float, rtol: float,
