@@ -16,6 +16,7 @@ Layers, from the bottom up (lower never imports higher)::
 import numpy as _np
 
 from tinyae import cuda, ops
+from tinyae._info import info
 from tinyae.creation import (
     arange,
     full,
@@ -43,6 +44,6 @@ int64 = _np.int64
 
 __all__ = [
     "Tensor", "arange", "cuda", "enable_grad", "full", "generator", "grad", "gradcheck", "gradgradcheck",
-    "is_grad_enabled", "manual_seed", "no_grad", "ones", "ones_like", "ops", "rand", "rand_like", "randn",
-    "randn_like", "load", "save", "tensor", "zeros", "zeros_like", *ops.__all__,
+    "info", "is_grad_enabled", "manual_seed", "no_grad", "ones", "ones_like", "ops", "rand", "rand_like",
+    "randn", "randn_like", "load", "save", "tensor", "zeros", "zeros_like", *ops.__all__,
 ]  # fmt: skip
