@@ -152,6 +152,7 @@ def _cases():
         ("ce_ignore", t_ign, None, 0.0),
         ("ce_weight_ignore", t_ign, w, 0.0),
         ("ce_smooth", t, None, 0.1),
+        ("ce_ignore_smooth", t_ign, None, 0.3),
         ("ce_weight_ignore_smooth", t_ign, w, 0.25),
     ]:
         cases.append((
