@@ -395,6 +395,7 @@ def test_losses_on_device_match_cpu(device, reduction):
         lambda a, b: L.binary_cross_entropy_with_logits(a, b, reduction=reduction),
         lambda a, b: L.cross_entropy(a, Tensor(t_cls, device=a.device), reduction=reduction,
                                      label_smoothing=0.1),
+        lambda a, b: L.nll_loss(a.log_softmax(1), t_cls, np.ones(3, np.float32), reduction=reduction),
         lambda a, b: L.kl_div_normal(a, b, reduction=reduction),
     ]  # fmt: skip
     for i, call in enumerate(calls):

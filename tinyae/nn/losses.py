@@ -284,10 +284,9 @@ def _class_indices(op: str, input: Tensor, target: Any, ignore_index: int) -> tu
     ``input`` is (N, C, d1, ..., dk) and ``target`` (N, d1, ..., dk) with values in
     [0, C) or equal to ``ignore_index``.
     """
-    t = target.data if isinstance(target, Tensor) else target
     xp = backend.get_array_module(input.data)
-    if not hasattr(t, "dtype"):
-        t = xp.asarray(t)
+    # A Tensor target must be on the input's device; plain data (lists, NumPy arrays) is moved there.
+    t = target.data if isinstance(target, Tensor) else xp.asarray(target)
     if backend.device_of(t) != input.device:
         raise RuntimeError(f"{op}: input is on {input.device} but target is on {backend.device_of(t)}")
     if t.dtype.kind not in "iu":
@@ -329,10 +328,8 @@ def _batched(op: str, input: Tensor, target: Any) -> tuple[Tensor, Any, bool]:
         raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
     if input.ndim > 1:
         return input, target, False
-    t = target.data if isinstance(target, Tensor) else target
     xp = backend.get_array_module(input.data)
-    if not hasattr(t, "dtype"):
-        t = xp.asarray(t)
+    t = target.data if isinstance(target, Tensor) else xp.asarray(target)
     return unsqueeze(input, 0), t.reshape((1,) + t.shape), True
 
 
@@ -341,7 +338,7 @@ def _pick_class(input: Tensor, t_safe: Any) -> Tensor:
     xp = backend.get_array_module(input.data)
     # Index arrays that broadcast to the target's shape: arange(N) along axis 0, etc.
     grids = [
-        xp.arange(size).reshape([size if i == axis else 1 for i in range(t_safe.ndim)])
+        xp.arange(size).reshape(tuple(size if i == axis else 1 for i in range(t_safe.ndim)))
         for axis, size in enumerate(t_safe.shape)
     ]
     return input[(grids[0], t_safe, *grids[1:])]
@@ -392,7 +389,7 @@ def _class_weight_view(input: Tensor, weight: Any, class_dim: int = 1) -> Tensor
     """(C,) class weights shaped (1, C, 1, ..., 1) to broadcast against (N, C, d1, ..., dk)."""
     n_classes = input.shape[class_dim]
     w = _check_class_weight("cross_entropy", input, weight, n_classes)
-    return Tensor(w.reshape([n_classes if i == class_dim else 1 for i in range(input.ndim)]))
+    return Tensor(w.reshape(tuple(n_classes if i == class_dim else 1 for i in range(input.ndim))))
 
 
 def cross_entropy(
@@ -434,9 +431,9 @@ def cross_entropy(
 
 def _uniform_term(logp: Tensor, target: Any, weight: Any, ignore_index: int, reduction: str) -> Tensor:
     """sum_c -w_c log p_c per sample (0 where ignored), normalised like the nll term."""
-    t = target.data if isinstance(target, Tensor) else target
     xp = backend.get_array_module(logp.data)
-    valid = xp.asarray(t) != ignore_index
+    t = target.data if isinstance(target, Tensor) else xp.asarray(target)
+    valid = t != ignore_index
     weighted = logp * _class_weight_view(logp, weight) if weight is not None else logp
     smooth = -weighted.sum(axis=1)  # (N, d1, ..., dk)
     smooth = where(valid, smooth, Tensor(xp.zeros((), dtype=logp.dtype)))
