@@ -73,11 +73,13 @@ def pca_reconstruction_mse(x_train: np.ndarray, x_test: np.ndarray, k: int) -> f
     a = x_train.reshape(len(x_train), -1).astype(np.float64)  # (N, P)
     b = x_test.reshape(len(x_test), -1).astype(np.float64)  # (M, P)
     mean = a.mean(axis=0)
-    # The right singular vectors of the centred data are the eigenvectors of its
-    # covariance; SVD of the (P, P) scatter matrix is cheaper than of (N, P) for N >> P.
     centred = a - mean
-    scatter = centred.T @ centred  # (P, P)
-    _, _, vt = np.linalg.svd(scatter, hermitian=True)
+    if len(a) > a.shape[1]:
+        # The right singular vectors of the centred data are the eigenvectors of its
+        # scatter matrix; decomposing the (P, P) scatter is cheaper than the (N, P) data for N >> P.
+        _, _, vt = np.linalg.svd(centred.T @ centred, hermitian=True)
+    else:
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)  # few images: (N, P) is the small one
     v = vt[:k].T  # (P, k), top-k principal directions
     bc = b - mean
     recon = bc @ v @ v.T  # (M, P)
