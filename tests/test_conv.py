@@ -135,18 +135,25 @@ def convt_out_ok(x, w, kw):
     return min(size) >= 1
 
 
+@pytest.fixture(params=["per_sample", "one_gemm"])
+def gemm_path(request, monkeypatch):
+    """Force either GEMM strategy (normally chosen by the rows per group, Kg), so both are tested."""
+    monkeypatch.setattr(C, "_PER_SAMPLE_MAX_K", 10**9 if request.param == "per_sample" else 0)
+    return request.param
+
+
 # --------------------------------------------------------------------------- forward vs direct loops
 
 
 @pytest.mark.parametrize("cfg", CONV_GRID, ids=cfg_id)
-def test_conv2d_forward_matches_loops(cfg):
+def test_conv2d_forward_matches_loops(gemm_path, cfg):
     x, w, b, kw = conv_case(cfg, np.random.default_rng(0))
     y = conv2d(Tensor(x), Tensor(w), None if b is None else Tensor(b), **kw)
     np.testing.assert_allclose(y.numpy(), ref_conv2d(x, w, b, **kw), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("cfg", CONVT_GRID, ids=cfg_id)
-def test_conv_transpose2d_forward_matches_loops(cfg):
+def test_conv_transpose2d_forward_matches_loops(gemm_path, cfg):
     x, w, b, kw = convt_case(cfg, np.random.default_rng(0))
     if not convt_out_ok(x, w, kw):
         with pytest.raises(ValueError, match="conv_transpose2d: output size"):
@@ -173,14 +180,14 @@ def test_forward_on_device(device):
 
 
 @pytest.mark.parametrize("cfg", CONV_GRID, ids=cfg_id)
-def test_conv2d_gradcheck(cfg):
+def test_conv2d_gradcheck(gemm_path, cfg):
     x, w, b, kw = conv_case(cfg, np.random.default_rng(1))
     inputs = [t for t in leaves(x, w, b) if t is not None]
     assert tinyae.gradcheck(lambda *a: conv2d(*a, **kw), inputs)
 
 
 @pytest.mark.parametrize("cfg", CONVT_GRID, ids=cfg_id)
-def test_conv_transpose2d_gradcheck(cfg):
+def test_conv_transpose2d_gradcheck(gemm_path, cfg):
     x, w, b, kw = convt_case(cfg, np.random.default_rng(1))
     if not convt_out_ok(x, w, kw):
         pytest.skip("output size not positive for this config")
@@ -201,7 +208,7 @@ GRADGRAD_CONVT = [
 
 
 @pytest.mark.parametrize("cfg", GRADGRAD_CONV, ids=cfg_id)
-def test_conv2d_gradgradcheck(cfg):
+def test_conv2d_gradgradcheck(gemm_path, cfg):
     rng = np.random.default_rng(2)
     g = cfg["groups"]
     kw = {k: v for k, v in cfg.items() if k != "bias"}
@@ -212,7 +219,7 @@ def test_conv2d_gradgradcheck(cfg):
 
 
 @pytest.mark.parametrize("cfg", GRADGRAD_CONVT, ids=cfg_id)
-def test_conv_transpose2d_gradgradcheck(cfg):
+def test_conv_transpose2d_gradgradcheck(gemm_path, cfg):
     rng = np.random.default_rng(2)
     g = cfg["groups"]
     kw = {k: v for k, v in cfg.items() if k != "bias"}
@@ -246,8 +253,17 @@ def test_gradcheck_only_some_inputs_need_grad():
 # --------------------------------------------------------------------------- against PyTorch
 
 
-def torch_results(kind, x, w, b, kw, gy):
+@pytest.fixture(scope="module")
+def torch():
+    """PyTorch on one thread (tiny float64 convs: its thread pool only adds waiting), or skip."""
     torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)
+
+
+def torch_results(torch, kind, x, w, b, kw, gy):
     tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     tb = None if b is None else torch.tensor(b, requires_grad=True)
     fn = torch.nn.functional.conv2d if kind == "conv" else torch.nn.functional.conv_transpose2d
@@ -265,19 +281,19 @@ def assert_all_close(ours, theirs, rtol, atol):
 
 
 @pytest.mark.parametrize("cfg", CONV_GRID, ids=cfg_id)
-def test_conv2d_matches_torch(cfg):
+def test_conv2d_matches_torch(gemm_path, cfg, torch):
     x, w, b, kw = conv_case(cfg, np.random.default_rng(6))
     y, grads, gy = forward_backward(conv2d, x, w, b, kw)
-    assert_all_close((y, grads), torch_results("conv", x, w, b, kw, gy), 1e-11, 1e-11)
+    assert_all_close((y, grads), torch_results(torch, "conv", x, w, b, kw, gy), 1e-11, 1e-11)
 
 
 @pytest.mark.parametrize("cfg", CONVT_GRID, ids=cfg_id)
-def test_conv_transpose2d_matches_torch(cfg):
+def test_conv_transpose2d_matches_torch(gemm_path, cfg, torch):
     x, w, b, kw = convt_case(cfg, np.random.default_rng(6))
     if not convt_out_ok(x, w, kw):
         pytest.skip("output size not positive for this config")
     y, grads, gy = forward_backward(conv_transpose2d, x, w, b, kw)
-    assert_all_close((y, grads), torch_results("convt", x, w, b, kw, gy), 1e-11, 1e-11)
+    assert_all_close((y, grads), torch_results(torch, "convt", x, w, b, kw, gy), 1e-11, 1e-11)
 
 
 @pytest.mark.parametrize(
@@ -293,31 +309,30 @@ def test_conv_transpose2d_matches_torch(cfg):
     ],
 )
 @pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note about its own padded copy
-def test_special_configs_match_torch(kind, xshape, wshape, kw):
+def test_special_configs_match_torch(kind, xshape, wshape, kw, torch):
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal(xshape), rng.standard_normal(wshape)
     b = rng.standard_normal(wshape[0] if kind == "conv" else wshape[1] * kw.get("groups", 1))
     fn = conv2d if kind == "conv" else conv_transpose2d
     y, grads, gy = forward_backward(fn, x, w, b, kw)
-    assert_all_close((y, grads), torch_results(kind, x, w, b, kw, gy), 1e-11, 1e-11)
+    assert_all_close((y, grads), torch_results(torch, kind, x, w, b, kw, gy), 1e-11, 1e-11)
 
 
-def test_float32_matches_torch():
+def test_float32_matches_torch(torch):
     rng = np.random.default_rng(8)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((4, 8, 12, 12), (16, 8, 3, 3), (16,)))
     kw = dict(stride=2, padding=1)
     y, grads, gy = forward_backward(conv2d, x, w, b, kw)
     assert y.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
-    assert_all_close((y, grads), torch_results("conv", x, w, b, kw, gy), 1e-4, 1e-4)
+    assert_all_close((y, grads), torch_results(torch, "conv", x, w, b, kw, gy), 1e-4, 1e-4)
     x = rng.standard_normal((4, 16, 6, 6)).astype(np.float32)
     kw = dict(stride=2, padding=1, output_padding=1)
     y, grads, gy = forward_backward(conv_transpose2d, x, w, b[:8], kw)
-    assert_all_close((y, grads), torch_results("convt", x, w, b[:8], kw, gy), 1e-4, 1e-4)
+    assert_all_close((y, grads), torch_results(torch, "convt", x, w, b[:8], kw, gy), 1e-4, 1e-4)
 
 
-def test_double_backward_matches_torch():
+def test_double_backward_matches_torch(gemm_path, torch):
     """A gradient penalty through a small conv 'discriminator' (conv, convT, conv)."""
-    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(9)
     arrays = [rng.standard_normal(s) for s in ((2, 2, 7, 7), (4, 2, 3, 3), (4, 2, 3, 3), (3, 2, 2, 2), (3,))]
 
@@ -415,7 +430,7 @@ def restore_workspace_limit():
 
 
 @pytest.mark.parametrize("kind", ["conv", "convt"])
-def test_chunked_equals_unchunked(kind, count_kernel_calls, restore_workspace_limit):
+def test_chunked_equals_unchunked(gemm_path, kind, count_kernel_calls, restore_workspace_limit):
     rng = np.random.default_rng(13)
     if kind == "conv":
         fn, kw = conv2d, dict(stride=2, padding=1, groups=2)
@@ -477,6 +492,16 @@ def test_forward_columns_reused_and_image_needs_no_col2im(count_kernel_calls):
         fn = C.Conv2d(C._Geometry((1, 1), (1, 1), (1, 1), 1), save_col=False)
         fn(x, w)
         assert fn.col is None
+
+
+def test_conv_transpose2d_backward_unfolds_gy_once(count_kernel_calls):
+    """The input gradient conv2d(gy, W) and the weight gradient share one im2col(gy)."""
+    rng = np.random.default_rng(20)
+    x, w = leaves(rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((3, 2, 3, 3)))
+    y = conv_transpose2d(x, w, stride=2, padding=1, output_padding=1)
+    assert (count_kernel_calls["im2col"], count_kernel_calls["col2im"]) == (0, 1)
+    y.sum().backward()
+    assert (count_kernel_calls["im2col"], count_kernel_calls["col2im"]) == (1, 1)
 
 
 def test_frozen_weight_keeps_no_columns(count_kernel_calls):
@@ -541,8 +566,7 @@ def test_linear_gradgradcheck():
     assert tinyae.gradgradcheck(lambda x, w: linear(x, w), inputs)
 
 
-def test_linear_matches_torch():
-    torch = pytest.importorskip("torch")
+def test_linear_matches_torch(torch):
     rng = np.random.default_rng(19)
     x, w, b = rng.standard_normal((2, 4, 6)), rng.standard_normal((3, 6)), rng.standard_normal(3)
     ours = leaves(x, w, b)

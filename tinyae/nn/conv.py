@@ -137,10 +137,17 @@ class _Geometry:
         return (*self.stride, *self.padding, *self.dilation)
 
 
-# Below this many rows per group (Kg), the GEMMs are done one sample at a time straight into the
-# NCHW layout. Above it, one big GEMM over the whole batch plus a transposing copy is faster: the
-# copy costs ~1/Kg of the multiply (measured on the L1-L6 shapes, see the commit message).
+# Below this many rows per group (Kg), the GEMMs run one sample at a time, reading and writing the
+# NCHW layout directly. Above it, one big GEMM over the whole batch in the channel-major layout
+# (G, C/G, N*P) is faster even with the transposing copy in and out: that copy costs about 1/Kg of
+# the multiply. (Measured on the L1-L6 shapes of bench/workloads.md: per-sample wins by up to 2x
+# for Kg = 9 or 16, one GEMM by 10-70% for Kg >= 288.)
 _PER_SAMPLE_MAX_K = 64
+
+
+def _one_gemm(kg: int) -> bool:
+    """Whether a GEMM with Kg rows per group multiplies the whole batch at once."""
+    return kg > _PER_SAMPLE_MAX_K
 
 
 def _contiguous(a: Any) -> Any:
@@ -152,42 +159,11 @@ def _contiguous(a: Any) -> Any:
     return a if a.flags.c_contiguous else get_array_module(a).ascontiguousarray(a)
 
 
-def _gemm_w_col(wm: Any, col: Any, out: Any) -> None:
-    """out (n, G, Cog, P) = wm (G, Cog, Kg) @ col (G, Kg, n*P): the convolution GEMM, NCHW result."""
-    xp = get_array_module(col)
-    g, kg, _ = col.shape
-    n, _, cog, p = out.shape
-    if kg <= _PER_SAMPLE_MAX_K:
-        cols = col.reshape(g, kg, n, p).transpose(2, 0, 1, 3)  # (n, G, Kg, P): a view
-        xp.matmul(wm, cols, out=out)
-    else:
-        t = xp.matmul(wm, col)  # (G, Cog, n*P)
-        out[...] = t.reshape(g, cog, n, p).transpose(2, 0, 1, 3)  # (n, G, Cog, P)
-
-
-def _gemm_wt_img(wm: Any, img: Any, col: Any) -> None:
-    """col (G, Kg, n*P) = wm^T (G, Kg, Cig) @ img (n, G, Cig, P): the transposed-convolution GEMM."""
-    xp = get_array_module(img)
-    n, g, cig, p = img.shape
-    kg = col.shape[1]
-    wt = wm.transpose(0, 2, 1)  # (G, Kg, Cig): a view, BLAS reads it transposed
-    if kg <= _PER_SAMPLE_MAX_K:
-        xp.matmul(wt, img, out=col.reshape(g, kg, n, p).transpose(2, 0, 1, 3))  # (n, G, Kg, P)
-    else:
-        img_t = xp.ascontiguousarray(img.transpose(1, 2, 0, 3)).reshape(g, cig, n * p)  # (G, Cig, n*P)
-        xp.matmul(wt, img_t, out=col)
-
-
-def _gemm_img_colt(img: Any, col: Any) -> Any:
-    """Return img (n, G, Cog, P) @ col (G, Kg, n*P)^T summed over n: (G, Cog, Kg), the weight GEMM."""
-    xp = get_array_module(img)
-    n, g, cog, p = img.shape
-    kg = col.shape[1]
-    if kg <= _PER_SAMPLE_MAX_K:
-        cols_t = col.reshape(g, kg, n, p).transpose(2, 0, 3, 1)  # (n, G, P, Kg): a view
-        return xp.matmul(img, cols_t).sum(axis=0)  # (n, G, Cog, Kg) -> (G, Cog, Kg)
-    img_t = xp.ascontiguousarray(img.transpose(1, 2, 0, 3)).reshape(g, cog, n * p)  # (G, Cog, n*P)
-    return xp.matmul(img_t, col.transpose(0, 2, 1))  # (G, Cog, n*P) @ (G, n*P, Kg)
+def _channel_major(a: Any, groups: int) -> Any:
+    """(N, C, H, W) -> (G, C/G, N*H*W), contiguous: a whole batch as one GEMM operand per group."""
+    n, c = a.shape[:2]
+    t = a.reshape(n, groups, c // groups, -1).transpose(1, 2, 0, 3)  # (G, C/G, N, H*W)
+    return get_array_module(a).ascontiguousarray(t).reshape(groups, c // groups, -1)
 
 
 def _pad_bottom_right(a: Any, h: int, w: int) -> Any:
@@ -213,30 +189,44 @@ class Conv2d(Function):
         xp = get_array_module(x)
         n, c, h, wd = x.shape
         c_out, cg, kh, kw = w.shape
-        g = self.geom.groups
+        g, cog = self.geom.groups, c_out // self.geom.groups
         oh, ow = self.geom.conv_out(h, wd, kh, kw)
         kg, p = cg * kh * kw, oh * ow
-        wm = _contiguous(w).reshape(g, c_out // g, kg)  # (G, Cog, Kg)
+        wm = _contiguous(w).reshape(g, cog, kg)  # (G, Cog, Kg)
+        bias = None if b is None else b.reshape(g, cog, 1)  # broadcasts over (n, G, Cog, P)
         y = xp.empty((n, c_out, oh, ow), dtype=x.dtype)
         chunks = _chunks(n, c * kh * kw * p * x.dtype.itemsize)
         for n0, n1 in chunks:
-            col = kernels.im2col(x[n0:n1], kh, kw, *self.geom.kernel_args())  # (C, KH, KW, n, OH, OW)
-            col = col.reshape(g, kg, (n1 - n0) * p)  # (G, Kg, n*P)
-            _gemm_w_col(wm, col, y[n0:n1].reshape(n1 - n0, g, c_out // g, p))
+            m = n1 - n0
+            col = kernels.im2col(x[n0:n1], kh, kw, *self.geom.kernel_args())  # (C, KH, KW, m, OH, OW)
+            col = col.reshape(g, kg, m * p)  # (G, Kg, m*P)
+            out = y[n0:n1].reshape(m, g, cog, p)  # (m, G, Cog, P): a view of y
+            if _one_gemm(kg):
+                t = xp.matmul(wm, col).reshape(g, cog, m, p).transpose(2, 0, 1, 3)  # (m, G, Cog, P)
+                if bias is None:
+                    out[...] = t
+                else:
+                    xp.add(t, bias, out=out)  # the transposing copy adds the bias on the way
+            else:
+                xp.matmul(wm, col.reshape(g, kg, m, p).transpose(2, 0, 1, 3), out=out)  # per sample
+                if bias is not None:
+                    out += bias
             if self.save_col and len(chunks) == 1:
                 self.col = col
-        if b is not None:
-            y += b.reshape(1, c_out, 1, 1)
         return y
 
     def backward(self, gy):
         x, w = self.inputs[:2]
+        need_x, need_w = self.needs_input_grad[:2]
         gx = gw = gb = None
-        if self.needs_input_grad[0]:
+        g, kg = self.geom.groups, w.shape[1] * w.shape[2] * w.shape[3]
+        # Both gradients multiply gy in the channel-major layout: transpose it once for both.
+        gy_cm = _channel_major(gy.data, g) if _one_gemm(kg) and need_x and need_w else None
+        if need_x:
             # The adjoint of "unfold, then multiply by W": multiply by W^T, then fold back.
-            gx = _conv_transpose2d(gy, w, None, self.geom, x.shape[2:])
-        if self.needs_input_grad[1]:
-            gw = Conv2dWeightGrad(self.geom, w.shape[2:], col=self.col)(x, gy)
+            gx = _conv_transpose2d(gy, w, None, self.geom, x.shape[2:], x_cm=gy_cm)
+        if need_w:
+            gw = Conv2dWeightGrad(self.geom, w.shape[2:], col=self.col, gout_cm=gy_cm)(x, gy)
         if len(self.inputs) == 3 and self.needs_input_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
         self.col = None
@@ -248,47 +238,64 @@ class ConvTranspose2d(Function):
 
     ``x`` (N, C, H, W) may be smaller than the conv size of ``out_hw`` (when output_padding >=
     stride, possible with dilation > stride); the extra rows and columns are zeros.
+    ``x_cm``: x already in the channel-major layout, if the caller has it; ``keep_x_cm``: keep
+    that layout for the weight gradient.
     """
 
-    def __init__(self, geom: _Geometry, out_hw: tuple[int, int]) -> None:
-        self.geom, self.out_hw = geom, out_hw
+    def __init__(
+        self, geom: _Geometry, out_hw: tuple[int, int], x_cm: Any = None, keep_x_cm: bool = False
+    ) -> None:
+        self.geom, self.out_hw, self.x_cm, self.keep_x_cm = geom, out_hw, x_cm, keep_x_cm
 
     def forward(self, x, w, b=None):
         xp = get_array_module(x)
         c, cog, kh, kw = w.shape
-        g = self.geom.groups
+        g, cig = self.geom.groups, c // self.geom.groups
         out_h, out_w = self.out_hw
         h, wd = self.geom.conv_out(out_h, out_w, kh, kw)
-        x = _contiguous(_pad_bottom_right(x, h, wd))  # (N, C, H, W)
+        padded = _contiguous(_pad_bottom_right(x, h, wd))  # (N, C, H, W)
         n = x.shape[0]
         kg, p = cog * kh * kw, h * wd
-        wm = _contiguous(w).reshape(g, c // g, kg)  # (G, Cig, Kg)
+        wt = _contiguous(w).reshape(g, cig, kg).transpose(0, 2, 1)  # (G, Kg, Cig): BLAS reads it transposed
+        x_cm = None
+        if _one_gemm(kg):
+            x_cm = self.x_cm if self.x_cm is not None and padded is x else _channel_major(padded, g)
         chunks = _chunks(n, g * kg * p * x.dtype.itemsize)
         y = None if len(chunks) == 1 else xp.empty((n, g * cog, out_h, out_w), dtype=x.dtype)
         for n0, n1 in chunks:
-            col = xp.empty((g * cog, kh, kw, n1 - n0, h, wd), dtype=x.dtype)  # (C_out, KH, KW, n, H, W)
-            img = x[n0:n1].reshape(n1 - n0, g, c // g, p)  # (n, G, Cig, P)
-            _gemm_wt_img(wm, img, col.reshape(g, kg, (n1 - n0) * p))
-            part = kernels.col2im(col, out_h, out_w, *self.geom.kernel_args())  # (n, C_out, OH, OW)
+            m = n1 - n0
+            col = xp.empty((g * cog, kh, kw, m, h, wd), dtype=x.dtype)  # (C_out, KH, KW, m, H, W)
+            if x_cm is not None:
+                xp.matmul(wt, x_cm[:, :, n0 * p : n1 * p], out=col.reshape(g, kg, m * p))
+            else:  # per sample: (G, Kg, Cig) @ (m, G, Cig, P) into the (m, G, Kg, P) view of col
+                img = padded[n0:n1].reshape(m, g, cig, p)
+                xp.matmul(wt, img, out=col.reshape(g, kg, m, p).transpose(2, 0, 1, 3))
+            part = kernels.col2im(col, out_h, out_w, *self.geom.kernel_args())  # (m, C_out, OH, OW)
             if y is None:
                 y = part
             else:
                 y[n0:n1] = part
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
+        self.x_cm = x_cm if self.keep_x_cm else None
         return y
 
     def backward(self, gy):
         x, w = self.inputs[:2]
+        need_x, need_w = self.needs_input_grad[:2]
         gx = gw = gb = None
-        if self.needs_input_grad[0]:
-            gx = _conv2d(gy, w, None, self.geom, x.shape[2:])
-        if self.needs_input_grad[1]:
+        col = None
+        if need_x:
+            conv = Conv2d(self.geom, save_col=need_w)  # its im2col(gy) serves the weight gradient too
+            gx = _crop(conv(gy, w), x.shape[2:])
+            col, conv.col = conv.col, None
+        if need_w:
             # y = col2im(W^T x) means <gy, y> = <im2col(gy), W^T x>: the conv weight gradient with
             # the roles swapped (gy is the image, x the output gradient).
-            gw = Conv2dWeightGrad(self.geom, w.shape[2:])(gy, x)
+            gw = Conv2dWeightGrad(self.geom, w.shape[2:], col=col, gout_cm=self.x_cm)(gy, x)
         if len(self.inputs) == 3 and self.needs_input_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
+        self.x_cm = None
         return gx, gw, gb
 
 
@@ -297,12 +304,15 @@ class Conv2dWeightGrad(Function):
 
     Bilinear in (img, gout), so its backward is again a pair of convolutions:
     ``d/dimg = conv_transpose2d(gout, ggW)`` and ``d/dgout = conv2d(img, ggW)``. (It reads only the
-    incoming gradient ggW and its inputs — never its own output.) ``col`` is the forward's column
-    buffer of ``img`` when the caller kept it; it is used once and dropped.
+    incoming gradient ggW and its inputs — never its own output.) ``col`` (the column buffer of
+    ``img``) and ``gout_cm`` (gout in the channel-major layout) are buffers the caller already has;
+    they are used once and dropped.
     """
 
-    def __init__(self, geom: _Geometry, kernel_hw: tuple[int, int], col: Any = None) -> None:
-        self.geom, self.kernel_hw, self.col = geom, tuple(kernel_hw), col
+    def __init__(
+        self, geom: _Geometry, kernel_hw: tuple[int, int], col: Any = None, gout_cm: Any = None
+    ) -> None:
+        self.geom, self.kernel_hw, self.col, self.gout_cm = geom, tuple(kernel_hw), col, gout_cm
 
     def forward(self, img, gout):
         xp = get_array_module(img)
@@ -311,22 +321,27 @@ class Conv2dWeightGrad(Function):
         g = self.geom.groups
         oh, ow = self.geom.conv_out(h, wd, kh, kw)
         gout = _contiguous(_pad_bottom_right(gout, oh, ow))  # (N, C_gout, OH, OW)
-        c_gout = gout.shape[1]
+        cog = gout.shape[1] // g
         kg, p = c // g * kh * kw, oh * ow
-        gw = None
+        gout_cm = None
+        if _one_gemm(kg):
+            gout_cm = self.gout_cm if self.gout_cm is not None else _channel_major(gout, g)  # (G, Cog, N*P)
+        gw = xp.zeros((g, cog, kg), dtype=img.dtype)  # (G, Cog, Kg), summed over the chunks
         chunks = [(0, n)] if self.col is not None else _chunks(n, c * kh * kw * p * img.dtype.itemsize)
         for n0, n1 in chunks:
+            m = n1 - n0
             if self.col is not None:
                 col = self.col  # (G, Kg, N*P), kept from the forward
             else:
-                col = kernels.im2col(img[n0:n1], kh, kw, *self.geom.kernel_args())  # (C, KH, KW, n, OH, OW)
-                col = col.reshape(g, kg, (n1 - n0) * p)  # (G, Kg, n*P)
-            part = _gemm_img_colt(gout[n0:n1].reshape(n1 - n0, g, c_gout // g, p), col)  # (G, Cog, Kg)
-            gw = part if gw is None else xp.add(gw, part, out=gw)
-        self.col = None
-        if gw is None:  # an empty batch
-            gw = xp.zeros((g, c_gout // g, kg), dtype=img.dtype)
-        return gw.reshape(c_gout, c // g, kh, kw)
+                col = kernels.im2col(img[n0:n1], kh, kw, *self.geom.kernel_args())  # (C, KH, KW, m, OH, OW)
+                col = col.reshape(g, kg, m * p)  # (G, Kg, m*P)
+            if gout_cm is not None:  # (G, Cog, m*P) @ (G, m*P, Kg)
+                gw += xp.matmul(gout_cm[:, :, n0 * p : n1 * p], col.transpose(0, 2, 1))
+            else:  # per sample: (m, G, Cog, P) @ (m, G, P, Kg), then summed over the samples
+                cols_t = col.reshape(g, kg, m, p).transpose(2, 0, 3, 1)
+                gw += xp.matmul(gout[n0:n1].reshape(m, g, cog, p), cols_t).sum(axis=0)
+        self.col = self.gout_cm = None
+        return gw.reshape(g * cog, c // g, kh, kw)
 
     def backward(self, ggw):
         img, gout = self.inputs
@@ -334,7 +349,7 @@ class Conv2dWeightGrad(Function):
         if self.needs_input_grad[0]:
             g_img = _conv_transpose2d(gout, ggw, None, self.geom, img.shape[2:])
         if self.needs_input_grad[1]:
-            g_gout = _conv2d(img, ggw, None, self.geom, gout.shape[2:])
+            g_gout = _crop(_conv2d(img, ggw, None, self.geom), gout.shape[2:])
         return g_img, g_gout
 
 
@@ -356,20 +371,30 @@ class Linear(Function):
 
 
 # ------------------------------------------------------------------ internal Tensor-level ops
-def _conv2d(x: Tensor, w: Tensor, b: Tensor | None, geom: _Geometry, out_hw: Any = None) -> Tensor:
-    """Conv2d on validated tensors; cropped to ``out_hw`` when that is smaller than the conv size."""
+def _conv2d(x: Tensor, w: Tensor, b: Tensor | None, geom: _Geometry) -> Tensor:
+    """Conv2d on validated tensors; keeps its column buffer when the weight will need a gradient."""
     save = is_grad_enabled() and w.requires_grad
-    args = (x, w) if b is None else (x, w, b)
-    y = Conv2d(geom, save_col=save)(*args)
-    if out_hw is not None and tuple(out_hw) != y.shape[2:]:
-        y = getitem(y, (slice(None), slice(None), slice(0, out_hw[0]), slice(0, out_hw[1])))
-    return y
+    return Conv2d(geom, save_col=save)(*((x, w) if b is None else (x, w, b)))
 
 
-def _conv_transpose2d(x: Tensor, w: Tensor, b: Tensor | None, geom: _Geometry, out_hw: Any) -> Tensor:
-    """ConvTranspose2d on validated tensors with the output size given explicitly."""
-    args = (x, w) if b is None else (x, w, b)
-    return ConvTranspose2d(geom, (int(out_hw[0]), int(out_hw[1])))(*args)
+def _conv_transpose2d(
+    x: Tensor, w: Tensor, b: Tensor | None, geom: _Geometry, out_hw: Any, x_cm: Any = None
+) -> Tensor:
+    """ConvTranspose2d on validated tensors, with the output size given explicitly."""
+    keep = is_grad_enabled() and w.requires_grad
+    fn = ConvTranspose2d(geom, (int(out_hw[0]), int(out_hw[1])), x_cm=x_cm, keep_x_cm=keep)
+    return fn(*((x, w) if b is None else (x, w, b)))
+
+
+def _crop(y: Tensor, out_hw: Any) -> Tensor:
+    """y[:, :, :OH, :OW]: a convolution's natural output cut to a transposed conv's input size.
+
+    Only needed when output_padding >= stride (dilation > stride): then the conv of the
+    transposed conv's output has more rows/columns than its input had, and they get no gradient.
+    """
+    if tuple(out_hw) == y.shape[2:]:
+        return y
+    return getitem(y, (slice(None), slice(None), slice(0, out_hw[0]), slice(0, out_hw[1])))
 
 
 # ------------------------------------------------------------------ argument checks
