@@ -620,3 +620,53 @@ def test_clip_grad_norm_nonfinite_and_empty():
         clip_grad_norm_([a], 1.0, error_if_nonfinite=True)
     with pytest.raises(ValueError, match="norm_type"):
         clip_grad_norm_([a], 1.0, norm_type=0)
+
+
+# ------------------------------------------------------- hot loop and models
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_steady_state_step_allocates_no_parameter_sized_arrays(config):
+    import tracemalloc
+
+    name, kwargs, _ = config
+    p = Tensor(np.random.default_rng(0).standard_normal((256, 256)), requires_grad=True)  # 512 KiB
+    p.grad = Tensor(np.random.default_rng(1).standard_normal((256, 256)))
+    opt = getattr(optim, name)([p], **kwargs)
+    opt.step()
+    opt.step()  # state and workspace exist from here on
+    tracemalloc.start()
+    try:
+        opt.step()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024, f"{name} allocated {peak} bytes in one step"
+
+
+def test_training_a_small_model_matches_torch():
+    """Module parameters, MSE loss, Adam and StepLR together, against the same model in PyTorch."""
+    torch = pytest.importorskip("torch")
+    import tinyae.nn as nn
+
+    tinyae.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 6), nn.Sigmoid()).double()
+    tmodel = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 6),
+                                 torch.nn.Sigmoid()).double()  # fmt: skip
+    tmodel.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
+    x = np.random.default_rng(2).uniform(0, 1, (8, 6))
+    opt = optim.Adam(model.parameters(), lr=0.01, weight_decay=0.01)
+    topt = torch.optim.Adam(tmodel.parameters(), lr=0.01, weight_decay=0.01)
+    sched, tsched = StepLR(opt, 3, 0.5), torch.optim.lr_scheduler.StepLR(topt, 3, 0.5)
+    for _ in range(10):
+        opt.zero_grad()
+        loss = tinyae.nn.losses.mse_loss(model(Tensor(x)), Tensor(x))
+        loss.backward()
+        opt.step()
+        sched.step()
+        topt.zero_grad()
+        tloss = torch.nn.functional.mse_loss(tmodel(torch.tensor(x)), torch.tensor(x))
+        tloss.backward()
+        topt.step()
+        tsched.step()
+        np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-10)
+    for name, value in model.state_dict().items():
+        np.testing.assert_allclose(value, tmodel.state_dict()[name].numpy(), rtol=1e-9, atol=1e-12)
