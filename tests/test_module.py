@@ -187,6 +187,20 @@ def test_get_submodule():
         net.get_submodule("encoder.nope")
 
 
+def test_namespace_exports():
+    import tinyae.nn.functional as F
+
+    assert nn.functional is F and nn.init.kaiming_uniform_ and nn.utils.clip_grad_norm_
+    for name in ["linear", "conv2d", "conv_transpose2d", "batch_norm", "max_pool2d", "avg_pool2d",
+                 "interpolate", "dropout", "mse_loss", "l1_loss", "binary_cross_entropy",
+                 "binary_cross_entropy_with_logits",
+                 "cross_entropy", "nll_loss", "kl_div_normal", "relu", "leaky_relu", "sigmoid", "tanh",
+                 "softplus", "softmax", "log_softmax", "pad"]:  # fmt: skip
+        assert callable(getattr(F, name)), name
+    for name in nn.__all__:
+        assert getattr(nn, name) is not None, name
+
+
 def test_forward_missing_raises():
     with pytest.raises(NotImplementedError, match='Module \\[Module\\] is missing the required "forward"'):
         Module()(tinyae.ones(1))

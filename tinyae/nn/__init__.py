@@ -14,10 +14,11 @@ layers             Linear, Conv2d, ConvTranspose2d, BatchNorm1d/2d, Dropout,
 losses             MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss, NLLLoss, CrossEntropyLoss
 functional (F)     the ops the layers call (conv, batch_norm, pools, dropout, losses...)
 init               weight initialisers (kaiming, xavier, normal, uniform, ...)
+utils              clip_grad_norm_, clip_grad_value_
 =================  ==========================================================
 """
 
-from tinyae.nn import functional, init
+from tinyae.nn import functional, init, utils
 from tinyae.nn.layers import (
     AvgPool2d,
     BatchNorm1d,
@@ -53,4 +54,5 @@ __all__ = [
     "CrossEntropyLoss", "Dropout", "Flatten", "Identity", "IncompatibleKeys", "L1Loss", "LeakyReLU", "Linear",
     "MSELoss", "MaxPool2d", "Module", "ModuleList", "NLLLoss", "Parameter", "ReLU", "Sequential", "Sigmoid",
     "Softplus", "StateDictError", "Tanh", "Unflatten", "Upsample", "count_parameters", "functional", "init",
+    "utils",
 ]  # fmt: skip
