@@ -75,7 +75,7 @@ inline ValidRange valid_range(int64_t off, int64_t s, int64_t size, int64_t out)
 
 // Small calls run on one thread: starting a parallel region costs microseconds, and on a busy
 // machine the join can wait for a descheduled worker for a whole time slice (milliseconds).
-constexpr int64_t kMinParallelWork = int64_t(1) << 16;  // column elements
+constexpr int64_t kMinParallelWork = int64_t(1) << 20;  // column elements
 
 inline bool parallel_worth_it(int64_t work) { return work >= kMinParallelWork; }
 

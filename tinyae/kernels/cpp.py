@@ -11,19 +11,37 @@ already C-contiguous input is used as it is (no copy).
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 
 import numpy as np
 
-_C: ModuleType | None
-UNAVAILABLE_REASON: str | None
-try:
-    from .. import _C  # type: ignore[attr-defined]
 
-    UNAVAILABLE_REASON = None
-except ImportError as exc:  # not built, or built for another Python
-    _C = None
-    UNAVAILABLE_REASON = f"the C++ extension tinyae._C is not importable ({exc})"
+def _import_extension() -> tuple[ModuleType | None, str | None]:
+    """Import ``tinyae._C``; return (module, None) or (None, why not).
+
+    OpenMP threads that *spin* while waiting for work (libgomp's default) are a disaster on a
+    busy machine: a worker that used up its time slice spinning waits behind every other
+    process, and each parallel loop waits for it at its end barrier. We measured calls going from
+    0.1 ms to 25 ms on a loaded 2-core box. Sleeping waiters (PASSIVE) are woken promptly, so
+    unless the user chose a policy, load the OpenMP runtime with OMP_WAIT_POLICY=PASSIVE.
+    libgomp reads the variable once, when _C loads it, so it is removed again right after and
+    child processes do not inherit it. (Set OMP_WAIT_POLICY=ACTIVE on a dedicated machine.)
+    """
+    added = "OMP_WAIT_POLICY" not in os.environ
+    if added:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        from .. import _C as module  # type: ignore[attr-defined]
+    except ImportError as exc:  # not built, or built for another Python
+        return None, f"the C++ extension tinyae._C is not importable ({exc})"
+    finally:
+        if added:
+            del os.environ["OMP_WAIT_POLICY"]
+    return module, None
+
+
+_C, UNAVAILABLE_REASON = _import_extension()
 
 AVAILABLE = _C is not None
 
