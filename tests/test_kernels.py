@@ -194,11 +194,12 @@ def test_cpp_large_strides_and_padding(dtype):
 @needs_cpp
 def test_cpp_large_batch_runs_parallel_path():
     """Big enough to cross the threshold above which the C++ loops run in parallel."""
-    x = random((16, 8, 20, 18), np.float32)
+    x = random((32, 8, 48, 46), np.float32)  # 1.3 to 5 million column elements (threshold: 2**20)
     for args in [(3, 3, 1, 1, 1, 1, 1, 1), (3, 3, 2, 2, 1, 1, 1, 1), (4, 4, 2, 2, 1, 1, 1, 1)]:
         col = _C.im2col(x, *args)
+        assert col.size >= 2**20
         np.testing.assert_array_equal(col, nk.im2col(x, *args))
-        assert_close(_C.col2im(col, 20, 18, *args[2:]), nk.col2im(col, 20, 18, *args[2:]), np.float32)
+        assert_close(_C.col2im(col, 48, 46, *args[2:]), nk.col2im(col, 48, 46, *args[2:]), np.float32)
 
 
 # ---------------------------------------------------------------- layouts and dispatch
