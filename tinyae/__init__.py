@@ -15,7 +15,8 @@ Layers, from the bottom up (lower never imports higher)::
 
 import numpy as _np
 
-from tinyae import cuda, ops
+# nn and optim come along as torch.nn and torch.optim do; data, models, train load on demand.
+from tinyae import cuda, nn, ops, optim
 from tinyae._info import info
 from tinyae.creation import (
     arange,
@@ -44,6 +45,6 @@ int64 = _np.int64
 
 __all__ = [
     "Tensor", "arange", "cuda", "enable_grad", "full", "generator", "grad", "gradcheck", "gradgradcheck",
-    "info", "is_grad_enabled", "manual_seed", "no_grad", "ones", "ones_like", "ops", "rand", "rand_like",
-    "randn", "randn_like", "load", "save", "tensor", "zeros", "zeros_like", *ops.__all__,
+    "info", "is_grad_enabled", "manual_seed", "nn", "no_grad", "optim", "ones", "ones_like", "ops", "rand",
+    "rand_like", "randn", "randn_like", "load", "save", "tensor", "zeros", "zeros_like", *ops.__all__,
 ]  # fmt: skip
