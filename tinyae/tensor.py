@@ -275,8 +275,8 @@ def as_tensor(x: Any, like: Tensor | None = None, op: str = "as_tensor") -> Tens
             dtype = like.dtype  # x * 0.5 stays float32 for a float32 x, as in PyTorch
         elif isinstance(x, (int, np.integer)):
             dtype = like.dtype if like.dtype.kind in "iu" else np.dtype(np.int64)
-        else:  # a float with an int/bool tensor: PyTorch's default float dtype
-            dtype = backend.DEFAULT_DTYPE if isinstance(x, float) else np.result_type(x)
+        else:  # a float with an int/bool tensor: the result is float (NumPy's promotion)
+            dtype = np.result_type(x)
         return Tensor(xp.asarray(x, dtype=dtype))
     if like is not None and backend.is_cupy_array(like.data) and isinstance(x, np.ndarray):
         raise RuntimeError(

@@ -58,11 +58,12 @@ __all__ = [
 ]  # fmt: skip
 
 
+#: What may stand on the other side of ``+``, ``*``...: Tensors, numbers and arrays.
+_OPERAND_TYPES = (Tensor, int, float, np.number, np.bool_, np.ndarray)
+
+
 def _is_operand(other: Any) -> bool:
-    """What may stand on the other side of ``+``, ``*``...: Tensors, numbers, arrays."""
-    return isinstance(other, (Tensor, int, float, np.number, np.bool_, np.ndarray)) or backend.is_cupy_array(
-        other
-    )
+    return isinstance(other, _OPERAND_TYPES) or backend.is_cupy_array(other)
 
 
 def _operator(fn: Any) -> Any:
