@@ -306,6 +306,8 @@ def test_conv_transpose2d_matches_torch(gemm_path, cfg, torch):
         ("conv", (2, 70, 6, 5), (5, 70, 3, 3), dict(padding=1)),  # many rows per group: one-GEMM path
         ("convt", (2, 70, 4, 3), (70, 5, 3, 3), dict(stride=2, padding=1, output_padding=1)),
         ("conv", (2, 3, 8, 7), (6, 1, 1, 1), dict(groups=3)),  # depthwise-like, 1x1 kernel
+        ("conv", (2, 70, 6, 5), (1, 70, 3, 3), dict(padding=1)),  # one output channel: outer-product gx
+        ("convt", (2, 1, 4, 3), (1, 70, 3, 3), dict(stride=2)),  # one input channel: outer-product GEMM
     ],
 )
 @pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note about its own padded copy

@@ -41,6 +41,13 @@ internal ops always receive the output size explicitly and never infer it.
 workspace limit (:func:`set_workspace_limit`, env ``TINYAE_WORKSPACE_MB``, default 256 MB) is
 processed in chunks along N; the results are identical. When the forward's buffer fits under the
 limit and the weight needs a gradient, it is kept for the weight gradient instead of recomputed.
+
+**Speed.** Every multiply is one BLAS GEMM per group: either per sample, straight between NCHW
+arrays (few rows per group, Kg), or over the whole batch in the channel-major layout
+(G, C/G, N*P) (many rows; see ``_PER_SAMPLE_MAX_K``). Buffers needed twice are made once: the
+forward's columns for the weight gradient, the channel-major gy for both conv gradients, the
+channel-major x of a transposed conv for its weight gradient, and im2col(gy) for both gradients
+of a transposed conv. Inputs that need no gradient get none (a first layer's image is never folded).
 """
 
 from __future__ import annotations
@@ -265,7 +272,9 @@ class ConvTranspose2d(Function):
         for n0, n1 in chunks:
             m = n1 - n0
             col = xp.empty((g * cog, kh, kw, m, h, wd), dtype=x.dtype)  # (C_out, KH, KW, m, H, W)
-            if x_cm is not None:
+            if x_cm is not None and cig == 1:  # an outer product: ~3x faster as a broadcast multiply
+                xp.multiply(wt, x_cm[:, :, n0 * p : n1 * p], out=col.reshape(g, kg, m * p))
+            elif x_cm is not None:  # (G, Kg, Cig) @ (G, Cig, m*P)
                 xp.matmul(wt, x_cm[:, :, n0 * p : n1 * p], out=col.reshape(g, kg, m * p))
             else:  # per sample: (G, Kg, Cig) @ (m, G, Cig, P) into the (m, G, Kg, P) view of col
                 img = padded[n0:n1].reshape(m, g, cig, p)
