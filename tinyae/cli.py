@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser(
         "info", help="versions, active kernels, BLAS and GPU", description="Print what tinyae runs on."
     )
+    info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(parser=info)
     return parser
 
@@ -353,14 +354,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import tinyae
 
     info = getattr(tinyae, "info", None)
-    if info is not None:
-        out = info()
-        if isinstance(out, str):
-            print(out)
-        return EXIT_OK
-    import numpy as np
+    if info is None:  # an engine without the info report: versions only
+        import numpy as np
 
-    print(f"tinyae {tinyae.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
+        print(f"tinyae {tinyae.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
+        return EXIT_OK
+    if args.json:
+        print(json.dumps(info(print_report=False), indent=2, default=str))
+    else:
+        info()
     return EXIT_OK
 
 

@@ -6,15 +6,15 @@ OH = floor((H + 2p - k) / s) + 1; a transposed conv inverts it:
 OH = (H - 1) s - 2p + k + op, with op choosing between the two sizes that the
 strided conv maps to the same output (7 -> 14 needs op=1, 4 -> 7 needs op=0).
 
-With the defaults ``channels=(32, 64)``, ``code_channels=8``::
+With the defaults ``channels=(16, 32)``, ``code_channels=8``::
 
     encoder  x (N, 1, 28, 28)
-             Conv2d(1, 32, 3, s2, p1)   ReLU -> (N, 32, 14, 14)
-             Conv2d(32, 64, 3, s2, p1)  ReLU -> (N, 64, 7, 7)
-             Conv2d(64, 8, 3, s2, p1)        -> (N, 8, 4, 4)     the code: 128 numbers, 784/128 = 6x smaller
-    decoder  ConvTranspose2d(8, 64, 3, s2, p1, op0)  ReLU -> (N, 64, 7, 7)
-             ConvTranspose2d(64, 32, 3, s2, p1, op1) ReLU -> (N, 32, 14, 14)
-             ConvTranspose2d(32, 1, 3, s2, p1, op1)  Sigmoid -> (N, 1, 28, 28)
+             Conv2d(1, 16, 3, s2, p1)   ReLU -> (N, 16, 14, 14)
+             Conv2d(16, 32, 3, s2, p1)  ReLU -> (N, 32, 7, 7)
+             Conv2d(32, 8, 3, s2, p1)        -> (N, 8, 4, 4)     the code: 128 numbers, 784/128 = 6x smaller
+    decoder  ConvTranspose2d(8, 32, 3, s2, p1, op0)  ReLU -> (N, 32, 7, 7)
+             ConvTranspose2d(32, 16, 3, s2, p1, op1) ReLU -> (N, 16, 14, 14)
+             ConvTranspose2d(16, 1, 3, s2, p1, op1)  Sigmoid -> (N, 1, 28, 28)
 
 No pooling and no upsampling layers: the network learns its own down- and
 up-sampling. The same code size as the Keras blog's conv autoencoder (8 x 4 x 4).
@@ -43,7 +43,7 @@ class ConvAutoencoder(nn.Module):
 
     def __init__(
         self,
-        channels: Sequence[int] = (32, 64),
+        channels: Sequence[int] = (16, 32),
         code_channels: int | None = 8,
         image_shape: tuple[int, int, int] = (1, 28, 28),
     ) -> None:

@@ -181,7 +181,7 @@ class AutoencoderRecipe(ImageAutoencoderRecipe):
 class ConvAutoencoderRecipe(ImageAutoencoderRecipe):
     summary = "convolutional autoencoder: strided convolutions down, transposed convolutions up"
     description = (
-        "Conv2d(1,32,3,s2,p1) ReLU, Conv2d(32,64,3,s2,p1) ReLU, Conv2d(64,CODE,3,s2,p1) to a CODE x 4 x 4 "
+        "Conv2d(1,16,3,s2,p1) ReLU, Conv2d(16,32,3,s2,p1) ReLU, Conv2d(32,CODE,3,s2,p1) to a CODE x 4 x 4 "
         "code, then three ConvTranspose2d layers back to 28 x 28 with a sigmoid; trained with Adam on "
         "per-pixel BCE."
     )
@@ -194,8 +194,8 @@ class ConvAutoencoderRecipe(ImageAutoencoderRecipe):
             "--channels",
             type=int,
             nargs="+",
-            default=[32, 64],
-            help="channels of the conv layers (default 32 64)",
+            default=[16, 32],
+            help="channels of the conv layers (default 16 32)",
         )
         parser.add_argument(
             "--code-channels",
@@ -226,7 +226,7 @@ class DenoiseRecipe(ImageAutoencoderRecipe):
         "corrupted inputs to reproduce the clean image; fresh noise at every step. Reports the PSNR of "
         "the noisy test inputs and of the denoised outputs against the clean images."
     )
-    defaults = {"epochs": 8, "batch_size": 128, "lr": 2e-3}
+    defaults = {"epochs": 6, "batch_size": 128, "lr": 2e-3}
     pictures_made = ("loss.png", "reconstructions.png", "codes.png", "denoising.png")
 
     @classmethod

@@ -198,11 +198,12 @@ def encoder_codes(out_dir: str, codes: np.ndarray, name: str = "codes838.png", t
     binary = ((np.arange(n)[:, None] >> np.arange(k - 1, -1, -1)[None, :]) & 1).astype(np.float64)
     fig = _figure(7.0, 4.2)
     axes = fig.subplots(1, 2)
-    for ax, values, heading in ((axes[0], binary, "binary code (slide)"), (axes[1], codes, "learned code")):
+    panels = ((axes[0], binary, "binary code (slide)", "{:.0f}"), (axes[1], codes, "learned code", "{:.2f}"))
+    for ax, values, heading, fmt in panels:
         ax.imshow(values, cmap="gray_r", vmin=0.0, vmax=1.0, aspect="auto")
         for i in range(n):
             for j in range(k):
-                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if values[i, j] > 0.5 else "black")  # fmt: skip
         ax.set_xticks(range(k), [f"h{j + 1}" for j in range(k)])
         ax.set_yticks(range(n), [f"input {i + 1}" for i in range(n)])
