@@ -300,6 +300,10 @@ def test_resume_refuses_changed_options_and_out_refuses_an_existing_run(tmp_path
     assert exc.value.code == 2
     assert "--lr 0.1 differs from the saved run's 0.5" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
+        main(["train", "encoder838", "--resume", str(run), "--epochs", "0"])
+    assert exc.value.code == 2
+    assert "--epochs 0 is fewer than the 1 epochs already done" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
         main(["train", "encoder838", "--out", str(run), "--quiet"])
     assert exc.value.code == 2
     assert "already holds a run" in capsys.readouterr().err

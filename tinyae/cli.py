@@ -219,9 +219,13 @@ def _resume_config(args: argparse.Namespace, config: dict[str, Any], run_dir: st
 
     parser = args.parser
     try:
-        saved = read_checkpoint(run_dir, args.recipe.name)["config"]
+        ckpt = read_checkpoint(run_dir, args.recipe.name)
     except CheckpointError as exc:
         parser.error(f"--resume: {exc}")
+    saved = ckpt["config"]
+    if args.epochs is not None and args.epochs < ckpt["epoch"]:
+        done = ckpt["epoch"]
+        parser.error(f"--resume: --epochs {args.epochs} is fewer than the {done} epochs already done")
     for key, value in config.items():
         if key in RESUMABLE_CHANGES or key == "model" or key not in saved:
             continue

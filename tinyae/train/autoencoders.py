@@ -142,7 +142,7 @@ class AutoencoderRecipe(ImageAutoencoderRecipe):
         "trained with Adam on the reconstruction loss. The evaluation also fits PCA with the same code "
         "size on the training images (NumPy SVD) and reports its test MSE beside the autoencoder's."
     )
-    defaults = {"epochs": 20, "batch_size": 128, "lr": 1e-3}
+    defaults = {"epochs": 10, "batch_size": 128, "lr": 1e-3}
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
