@@ -248,6 +248,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
         (["train", "ae", "--code-size", "0"], "--code-size must be at least 1"),
         (["train", "ae", "--resume"], "--resume needs the run directory"),
         (["eval"], "RUN_DIR"),
+        (["train", "ae", "--noise", "gaussian"], "unrecognized arguments: --noise gaussian"),
     ],
 )
 def test_bad_options_exit_2_with_one_message(argv, fragment, capsys):

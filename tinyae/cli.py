@@ -373,7 +373,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tinyae`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    if extra:  # reported by the sub-command's parser, so the usage line shows that command's options
+        args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "train":
         return _cmd_train(args)
     if args.command == "eval":
