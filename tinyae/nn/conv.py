@@ -260,13 +260,16 @@ class ConvTranspose2d(Function):
         g, cig = self.geom.groups, c // self.geom.groups
         out_h, out_w = self.out_hw
         h, wd = self.geom.conv_out(out_h, out_w, kh, kw)
-        padded = _contiguous(_pad_bottom_right(x, h, wd))  # (N, C, H, W)
         n = x.shape[0]
         kg, p = cog * kh * kw, h * wd
         wt = _contiguous(w).reshape(g, cig, kg).transpose(0, 2, 1)  # (G, Kg, Cig): BLAS reads it transposed
-        x_cm = None
-        if _one_gemm(kg):
-            x_cm = self.x_cm if self.x_cm is not None and padded is x else _channel_major(padded, g)
+        x_cm = padded = None
+        if not _one_gemm(kg):
+            padded = _contiguous(_pad_bottom_right(x, h, wd))  # (N, C, H, W)
+        elif self.x_cm is not None and x.shape[2:] == (h, wd):
+            x_cm = self.x_cm  # (G, Cig, N*P), from the caller
+        else:
+            x_cm = _channel_major(_pad_bottom_right(x, h, wd), g)  # (G, Cig, N*P)
         chunks = _chunks(n, g * kg * p * x.dtype.itemsize)
         y = None if len(chunks) == 1 else xp.empty((n, g * cog, out_h, out_w), dtype=x.dtype)
         for n0, n1 in chunks:
