@@ -163,17 +163,23 @@ def test_conv_transpose2d_forward_matches_loops(gemm_path, cfg):
     np.testing.assert_allclose(y.numpy(), ref_conv_transpose2d(x, w, b, **kw), rtol=1e-12, atol=1e-12)
 
 
-def test_forward_on_device(device):
+def test_on_each_device(device, gemm_path):
+    """Forward against the loops, gradients against the CPU, on every available device."""
     rng = np.random.default_rng(3)
-    x, w, b, kw = conv_case(dict(stride=2, padding=1, dilation=2, groups=2, bias=True), rng)
-    y = conv2d(*[Tensor(a, device=device) for a in (x, w, b)], **kw)
-    assert y.device.startswith(device)
-    np.testing.assert_allclose(y.numpy(), ref_conv2d(x, w, b, **kw), rtol=1e-10, atol=1e-10)
-    x, w, b, kw = convt_case(
-        dict(stride=2, padding=1, dilation=1, groups=2, output_padding=1, bias=True), rng
-    )
-    y = conv_transpose2d(*[Tensor(a, device=device) for a in (x, w, b)], **kw)
-    np.testing.assert_allclose(y.numpy(), ref_conv_transpose2d(x, w, b, **kw), rtol=1e-10, atol=1e-10)
+    cases = [
+        (conv2d, ref_conv2d, *conv_case(dict(stride=2, padding=1, dilation=2, groups=2, bias=True), rng)),
+        (
+            conv_transpose2d,
+            ref_conv_transpose2d,
+            *convt_case(dict(stride=2, padding=1, dilation=1, groups=2, output_padding=1, bias=True), rng),
+        ),
+    ]
+    for fn, ref, x, w, b, kw in cases:
+        y, grads, _ = forward_backward(fn, x, w, b, kw, device=device)
+        np.testing.assert_allclose(y, ref(x, w, b, **kw), rtol=1e-10, atol=1e-10)
+        _, cpu_grads, _ = forward_backward(fn, x, w, b, kw)
+        for g, cg in zip(grads, cpu_grads):
+            np.testing.assert_allclose(g, cg, rtol=1e-10, atol=1e-10)
 
 
 # --------------------------------------------------------------------------- gradcheck
