@@ -326,3 +326,15 @@ def test_explicit_mnist_that_is_missing_fails_with_status_1(tmp_path, monkeypatc
     argv = ["train", "ae", "--dataset", "mnist", "--data-root", str(tmp_path), "--out", str(tmp_path / "r")]
     assert main([*argv, "--quiet"]) == 1
     assert "could not find" in capsys.readouterr().err
+
+
+def test_train_with_auto_and_no_mnist_says_why_on_stderr(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(MNIST, "mirrors", ("http://127.0.0.1:9/",))
+    out = tmp_path / "r"
+    argv = ["train", "ae", "--dataset", "auto", "--data-root", str(tmp_path / "empty"), "--out", str(out)]
+    tiny = [a for a in MODEL_ARGS["ae"] if a not in ("--dataset", "shapes")]
+    assert main([*argv, *tiny]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("note: MNIST")]
+    assert len(notes) == 1 and "Shapes" in notes[0]
+    assert _read(out)["dataset"] == "shapes" and _read(out)["config"]["dataset"] == "auto"

@@ -172,7 +172,7 @@ def train(
         dataset_used = ckpt.get("dataset")  # `auto` resolved once, never switched silently
     cls, data = _prepare(config, data, data_root, dataset_used if dataset_used != "none" else None)
     if data is not None and data.notice:
-        progress.print(data.notice)
+        print(data.notice, file=sys.stderr, flush=True)  # even with --quiet: the data is not what was asked
 
     recipe = cls(config, data, config["device"])
     tinyae.manual_seed(int(config["seed"]))
