@@ -276,7 +276,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted: stopped at once; the last checkpoint in {run_dir} is kept "
+            f"\ninterrupted: stopped at once; the last checkpoint in {run_dir} (if any) is kept "
             f"(continue with: tinyae train {cls.name} --resume {run_dir})",
             file=sys.stderr,
         )
