@@ -67,3 +67,36 @@ def test_peak_memory(wid: str, record_property: Any, request: pytest.FixtureRequ
         for key in ("rss_increase_mb", "alloc_peak_mb")
     }
     print(f"{wid} peak memory: {results} ratios tinyae/torch {ratio}")
+
+
+# ------------------------------------------------------------------ the report, end to end
+
+
+def test_report_smoke(tmp_path: Any) -> None:
+    """``python -m benchmarks.report`` on the two cheapest workloads writes JSON, markdown and PNG."""
+    import json
+
+    from benchmarks import report
+
+    framework_or_skip("tinyae")
+    framework_or_skip("torch")
+    report.main(["--quick", "--rounds", "1", "--only", "L6,W1", "--no-memory", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "latest.json").read_text())
+    assert [r["id"] for r in result["layers"]] == ["L6"]
+    assert [r["id"] for r in result["train"]] == ["W1"]
+    assert result["layers"][0]["ratio"] > 0 and result["train"][0]["ratio"] > 0
+    assert max(result["layers"][0]["max_rel_err"].values()) < 1e-4
+    assert "| W1 |" in (tmp_path / "latest.md").read_text()
+    assert (tmp_path / "latest.png").stat().st_size > 0 or "matplotlib" in " ".join(result["skipped"])
+
+
+def test_report_cuda_guard(tmp_path: Any, capsys: Any) -> None:
+    """Without a GPU, ``--device cuda`` says why and writes nothing (no traceback, exit status 0)."""
+    from benchmarks import report
+    from tinyae import cuda
+
+    if cuda.is_available():
+        pytest.skip("a GPU is available: the guard is not exercised")
+    report.main(["--device", "cuda", "--out", str(tmp_path)])
+    assert "skipping --device cuda" in capsys.readouterr().out
+    assert not any(tmp_path.iterdir())

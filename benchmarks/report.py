@@ -218,7 +218,7 @@ def bench_layers(
         for name in ("tinyae", "torch"):
             if f"{name}_fb_ms" in row:
                 row[f"{name}_bwd_ms"] = row[f"{name}_fb_ms"] - row[f"{name}_f_ms"]
-        if row.get("torch_bwd_ms"):
+        if row.get("torch_bwd_ms", 0) > 0 and row.get("tinyae_bwd_ms", 0) > 0:  # <= 0: lost in the noise
             row["ratio_bwd"] = row["tinyae_bwd_ms"] / row["torch_bwd_ms"]
         for key in ("tinyae_fb", "torch_fb", "tinyae_numpy_fb", "gemm_only"):
             if row.get(f"{key}_ms"):
@@ -340,12 +340,14 @@ class _CupyPeakHook:
                 super().__init__()
                 hook.live = hook.peak = 0
 
-            def malloc_postprocess(hook, device_id, size, mem_size, mem_ptr, pmem_id):  # noqa: N805
-                hook.live += mem_size
+            # CuPy calls these with keyword arguments (device_id, size, mem_size, mem_ptr, pmem_id)
+            # on every allocation from, and every release to, its memory pool.
+            def malloc_postprocess(hook, **kwargs: Any) -> None:  # noqa: N805
+                hook.live += kwargs["mem_size"]
                 hook.peak = max(hook.peak, hook.live)
 
-            def free_postprocess(hook, device_id, mem_size, mem_ptr, pmem_id):  # noqa: N805
-                hook.live -= mem_size
+            def free_postprocess(hook, **kwargs: Any) -> None:  # noqa: N805
+                hook.live -= kwargs["mem_size"]
 
         self.hook = Hook()
 
@@ -454,6 +456,7 @@ def machine_info(device: str, threads: int) -> dict[str, Any]:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")},
+        "load_average_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     try:
         import torch
@@ -492,7 +495,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"Python {meta['python']}, NumPy {meta['numpy']}; tinyae {meta['tinyae']} "
         f"(commit {meta.get('git_commit')}, {meta['tinyae_kernels']} kernels); {meta['date']}. "
         f"float32. Medians of {meta['rounds']} interleaved rounds after {meta['warmup']} warm-up calls; "
-        "ratios are medians of per-round ratios (lower is better for tinyae).",
+        "ratios are medians of per-round ratios (lower is better for tinyae). "
+        f"1-minute load average {_fmt(meta.get('load_average_start'), '', 1)} at the start, "
+        f"{_fmt(meta.get('load_average_end'), '', 1)} at the end ({meta['cores']} cores: above that, "
+        "other processes were competing for the CPU and multi-threaded timings suffer most).",
         "",
         f"Machine float32 GEMM throughput (NumPy, {peak['size']}^3, best of 5): "
         f"**{peak['gflops']:.0f} GFLOP/s**.",
@@ -686,6 +692,7 @@ def run_report(args: argparse.Namespace) -> dict[str, Any]:
     if args.memory and result["train"]:
         print("peak memory (fresh subprocesses)", flush=True)
         bench_memory(result["train"], device, threads)
+    meta["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return result
 
 
