@@ -347,8 +347,12 @@ class Conv2dWeightGrad(Function):
             else:
                 col = kernels.im2col(img[n0:n1], kh, kw, *self.geom.kernel_args())  # (C, KH, KW, m, OH, OW)
                 col = col.reshape(g, kg, m * p)  # (G, Kg, m*P)
-            if gout_cm is not None:  # (G, Cog, m*P) @ (G, m*P, Kg)
-                gw += xp.matmul(gout_cm[:, :, n0 * p : n1 * p], col.transpose(0, 2, 1))
+            if (
+                gout_cm is not None
+            ):  # gW^T += (G, Kg, m*P) @ (G, m*P, Cog): ~10% faster than gW = gout @ col^T
+                gw.transpose(0, 2, 1)[...] += xp.matmul(
+                    col, gout_cm[:, :, n0 * p : n1 * p].transpose(0, 2, 1)
+                )
             else:  # per sample: (m, G, Cog, P) @ (m, G, P, Kg), then summed over the samples
                 cols_t = col.reshape(g, kg, m, p).transpose(2, 0, 3, 1)
                 gw += xp.matmul(gout[n0:n1].reshape(m, g, cog, p), cols_t).sum(axis=0)
