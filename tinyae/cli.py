@@ -139,8 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    models = [get_recipe(name) for name in recipe_names()]
+    models, broken = [], {}
+    for name in recipe_names():
+        try:
+            models.append(get_recipe(name))
+        except Exception as exc:  # one broken recipe must not take the others down
+            broken[name] = f"{type(exc).__name__}: {exc}"
     listing = "\n".join(f"  {cls.name:<12} {cls.summary}" for cls in models)
+    listing += "".join(f"\n  {name:<12} (unavailable: {why})" for name, why in broken.items())
     train = sub.add_parser(
         "train",
         help="train a model (tinyae train --help lists the models)",
@@ -161,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common_train_options(p, {**cls.defaults})
         cls.add_arguments(p.add_argument_group(f"{cls.name} options"))
         p.set_defaults(recipe=cls, parser=p)
+
+    for name, why in broken.items():
+        p = models_sub.add_parser(name, help=f"(unavailable: {why})")
+        p.set_defaults(recipe=None, broken=why, parser=p)
 
     ev = sub.add_parser(
         "eval",
@@ -248,6 +258,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from tinyae.train.loop import train
 
     parser, cls = args.parser, args.recipe
+    if cls is None:
+        print(f"tinyae train {args.model}: error: model cannot be loaded ({args.broken})", file=sys.stderr)
+        return EXIT_FAILURE
     config = _config_from_args(args)
     message = cls.check_config(config)
     if message:
