@@ -432,6 +432,10 @@ def _fmt(v: Any, unit: str = "", digits: int = 2) -> str:
     return f"{v:.{digits}f}{unit}"
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread" if n == 1 else f"{n} threads"
+
+
 def _verdict(value: float | None, limit: float, at_least: bool = False) -> str:
     if value is None:
         return "-"
@@ -491,7 +495,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# tinyae vs PyTorch {meta.get('torch') or '(not installed)'} ({meta['device']})",
         "",
-        f"{meta.get('gpu') or meta['cpu']}, {meta['cores']} cores, {meta['threads']} threads for every pool; "
+        f"{meta.get('gpu') or meta['cpu']}, {meta['cores']} cores, "
+        f"{_threads(meta['threads'])} for every pool; "
         f"Python {meta['python']}, NumPy {meta['numpy']}; tinyae {meta['tinyae']} "
         f"(commit {meta.get('git_commit')}, {meta['tinyae_kernels']} kernels); {meta['date']}. "
         f"float32. Medians of {meta['rounds']} interleaved rounds after {meta['warmup']} warm-up calls; "
@@ -627,7 +632,7 @@ def bar_chart(result: dict[str, Any], path: Path) -> str | None:
     meta = result["meta"]
     fig.suptitle(
         f"tinyae vs PyTorch {meta.get('torch')}, {meta['device']}: {meta.get('gpu') or meta['cpu']}, "
-        f"{meta['threads']} threads, {meta['date'][:10]}",
+        f"{_threads(meta['threads'])}, {meta['date'][:10]}",
         fontsize=10,
     )
     fig.tight_layout()
