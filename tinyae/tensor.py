@@ -277,7 +277,9 @@ def as_tensor(x: Any, like: Tensor | None = None, op: str = "as_tensor") -> Tens
             dtype = like.dtype if like.dtype.kind in "iu" else np.dtype(np.int64)
         else:  # a float with an int/bool tensor: the result is float (NumPy's promotion)
             dtype = np.result_type(x)
-        return Tensor(xp.asarray(x, dtype=dtype))
+        # xp.full, not xp.asarray: on a GPU the number goes in as a kernel argument, whereas
+        # asarray would copy it from the host (a transfer for every ``1 - y`` or ``x / n``).
+        return Tensor(xp.full((), x, dtype=dtype))
     if like is not None and backend.is_cupy_array(like.data) and isinstance(x, np.ndarray):
         raise RuntimeError(
             f"{op}: expected all tensors on the same device, found {like.device} and cpu (a NumPy array)"
@@ -296,8 +298,19 @@ class Function:
 
     Inside ``backward``, ``self.inputs`` are the input Tensors and ``self.output(i)``
     the i-th output Tensor; both may be used in the (differentiable) rule.
+
+    Memory: a Function keeps only what its backward reads, as PyTorch does. Two class
+    attributes say what that is:
+
+    * ``needs_inputs`` (default True; or one bool per input): False when backward never
+      reads an input's values (``a + b`` needs only shapes). Such a non-leaf input is
+      kept as an :class:`Edge` (shape, dtype, creator) and its array can be freed.
+    * ``needs_outputs`` (default False): True when backward calls ``self.output(i)``
+      (``exp``, ``sigmoid``, ``relu``); the output arrays are then kept.
     """
 
+    needs_inputs: bool | tuple[bool, ...] = True
+    needs_outputs: bool = False
     inputs: tuple[Tensor, ...]
     needs_input_grad: tuple[bool, ...]
 
@@ -308,10 +321,17 @@ class Function:
         multi = isinstance(ys, tuple)
         outputs = tuple(Tensor(y) for y in (ys if multi else (ys,)))
         if _grad_mode.enabled and any(x.requires_grad for x in xs):
-            self.inputs = xs
+            keep = self.needs_inputs
+            self.inputs = tuple(
+                x if x.creator is None or (keep if isinstance(keep, bool) else keep[i]) else Edge(x)
+                for i, x in enumerate(xs)
+            )
             self.needs_input_grad = tuple(x.requires_grad for x in xs)
             self._outputs = tuple(weakref.ref(y) for y in outputs)
             self._out_meta = tuple((y.shape, y.dtype) for y in outputs)
+            if self.needs_outputs:
+                # The arrays, not the Tensors: a Tensor would point back here (a cycle).
+                self._saved_outputs = tuple(y.data for y in outputs)
             for i, y in enumerate(outputs):
                 y.requires_grad = y.data.dtype.kind == "f"
                 y.creator = self
@@ -325,16 +345,54 @@ class Function:
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
     def output(self, i: int = 0) -> Tensor:
-        """The i-th output Tensor (kept by a weak reference to avoid a cycle)."""
+        """The i-th output Tensor, usable in a differentiable backward rule.
+
+        Outputs are referenced weakly (a strong reference would be a cycle). If the
+        user dropped the output, an equivalent Tensor is rebuilt from the saved array
+        with the same creator and index — the graph identifies it by exactly those.
+        """
         y = self._outputs[i]()
         if y is None:
-            raise RuntimeError(f"{type(self).__name__}: output {i} was freed before backward")
+            if not self.needs_outputs:
+                raise RuntimeError(
+                    f"{type(self).__name__}.backward reads output {i}, but the class does not set "
+                    "needs_outputs = True, so it was not kept"
+                )
+            y = Tensor(self._saved_outputs[i])
+            y.requires_grad, y.creator, y._out_index = True, self, i
         return y
 
     def release(self) -> None:
         """Drop inputs and saved buffers once backward has used them."""
         self.__dict__.clear()
         self._released = True
+
+
+class Edge:
+    """What a Function remembers of an input whose values its backward never reads.
+
+    It keeps the graph connection (``creator``, output index) and the metadata the
+    backward rule may use (shape, dtype, device), but not the array, so that an
+    intermediate result can be freed as soon as nothing else needs it.
+    """
+
+    __slots__ = ("creator", "_out_index", "requires_grad", "shape", "dtype", "device")
+
+    def __init__(self, x: Tensor) -> None:
+        self.creator, self._out_index, self.requires_grad = x.creator, x._out_index, x.requires_grad
+        self.shape, self.dtype, self.device = x.shape, x.dtype, x.device
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def data(self) -> Any:
+        name = type(self.creator).__name__ if self.creator is not None else "?"
+        raise RuntimeError(
+            f"an op's backward read the values of an input produced by {name}, but the op declares "
+            "needs_inputs=False for it; set needs_inputs to keep that input"
+        )
 
 
 def _as_tensors(inputs: Sequence[Any], op: str = "as_tensor") -> tuple[Tensor, ...]:
@@ -409,9 +467,6 @@ def run_backward(
             roots.append(y.creator)
 
     order = _topological_order(roots)
-    # A released Function drops its inputs, but an input's own creator may still need
-    # it as ``output()`` in its backward: keep such tensors alive until then.
-    awaiting_creator: dict[int, list[Tensor]] = {}
     with _SetGradEnabled(create_graph):
         for f in order:
             if getattr(f, "_released", False):
@@ -432,11 +487,7 @@ def run_backward(
             if any(g is not None for g in gys):
                 _backward_one(f, gys, grads, wanted, leaf_grads)
             if not retain_graph:
-                for x in f.inputs:
-                    if x.creator is not None:
-                        awaiting_creator.setdefault(id(x.creator), []).append(x)
                 f.release()
-            awaiting_creator.pop(id(f), None)
 
     if wanted is None:
         return None
@@ -446,7 +497,7 @@ def run_backward(
 def _backward_one(f: Function, gys: list, grads: dict, wanted: dict | None, leaf_grads: dict) -> None:
     """Call ``f.backward`` and route each input gradient to a leaf or to its creator."""
     if any(g is None for g in gys):  # outputs that got no gradient count as zero
-        xp = backend.get_array_module(f.inputs[0].data)
+        xp = backend.get_array_module(next(g for g in gys if g is not None).data)
         gys = [g if g is not None else Tensor(xp.zeros(s, dtype=d)) for g, (s, d) in zip(gys, f._out_meta)]
     gxs = f.backward(*gys)
     if not isinstance(gxs, tuple):

@@ -45,6 +45,8 @@ class BatchNormFunction(Function):
     (1, C, 1, ...)) hold the statistics, for the running-average update.
     """
 
+    needs_outputs = True
+
     def __init__(self, axes: tuple[int, ...], eps: float) -> None:
         self.axes = axes
         self.eps = eps

@@ -23,12 +23,15 @@ def _xp(x: Any) -> Any:
 
 
 class ReLU(Function):
+    needs_inputs = False
+    needs_outputs = True
+
     def forward(self, x):
         return _xp(x).maximum(x, 0)
 
     def backward(self, gy):
-        x = self.inputs[0].data
-        return gy * Tensor((x > 0).astype(x.dtype))
+        y = self.output().data  # y > 0 exactly where x > 0, and y is kept anyway by the next op
+        return gy * Tensor((y > 0).astype(y.dtype))
 
 
 class LeakyReLU(Function):
@@ -44,6 +47,9 @@ class LeakyReLU(Function):
 
 
 class Sigmoid(Function):
+    needs_inputs = False
+    needs_outputs = True
+
     def forward(self, x):
         xp = _xp(x)
         e = xp.exp(-abs(x))  # in (0, 1]: never overflows
@@ -55,6 +61,9 @@ class Sigmoid(Function):
 
 
 class Tanh(Function):
+    needs_inputs = False
+    needs_outputs = True
+
     def forward(self, x):
         return _xp(x).tanh(x)
 
@@ -82,6 +91,9 @@ class Softplus(Function):
 
 
 class Softmax(Function):
+    needs_inputs = False
+    needs_outputs = True
+
     def __init__(self, axis: int) -> None:
         self.axis = axis
 
@@ -96,6 +108,9 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
+    needs_inputs = False
+    needs_outputs = True
+
     def __init__(self, axis: int) -> None:
         self.axis = axis
 

@@ -40,6 +40,8 @@ def _binary(cls: type, op: str, a: Any, b: Any) -> Tensor:
 
 
 class Add(_Binary):
+    needs_inputs = False
+
     def forward(self, a, b):
         return a + b
 
@@ -48,6 +50,8 @@ class Add(_Binary):
 
 
 class Sub(_Binary):
+    needs_inputs = False
+
     def forward(self, a, b):
         return a - b
 
@@ -77,6 +81,8 @@ class Div(_Binary):
 
 class Pow(_Binary):
     """a ** b for two tensors: d/da = b a^(b-1), d/db = a^b log(a)."""
+
+    needs_outputs = True
 
     def forward(self, a, b):
         return a**b
@@ -125,6 +131,8 @@ def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - PyTorch's name
 
 
 class Neg(Function):
+    needs_inputs = False
+
     def forward(self, x):
         return -x
 
@@ -138,6 +146,9 @@ def neg(x: Tensor) -> Tensor:
 
 # ------------------------------------------------------------- elementwise
 class Exp(Function):
+    needs_inputs = False
+    needs_outputs = True
+
     def forward(self, x):
         return backend.get_array_module(x).exp(x)
 
@@ -154,6 +165,9 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    needs_inputs = False
+    needs_outputs = True
+
     def forward(self, x):
         return backend.get_array_module(x).sqrt(x)
 
@@ -242,6 +256,8 @@ def minimum(a: Any, b: Any) -> Tensor:
 
 class Where(Function):
     """``cond ? a : b`` with a constant boolean condition."""
+
+    needs_inputs = False
 
     def __init__(self, cond: Any) -> None:
         self.cond = cond

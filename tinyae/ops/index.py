@@ -37,6 +37,8 @@ def _normalize_key(key: Any, xp: Any) -> tuple[Any, bool]:
 
 
 class GetItem(Function):
+    needs_inputs = False
+
     def __init__(self, key: tuple, basic: bool) -> None:
         self.key, self.basic = key, basic
 
@@ -49,6 +51,8 @@ class GetItem(Function):
 
 class ScatterAdd(Function):
     """The adjoint of GetItem: zeros of ``shape`` with ``gy`` added at ``key``."""
+
+    needs_inputs = False
 
     def __init__(self, key: tuple, basic: bool, shape: tuple[int, ...]) -> None:
         self.key, self.basic, self.shape = key, basic, shape

@@ -41,6 +41,8 @@ def _kept_shape(shape: tuple[int, ...], axes: tuple[int, ...] | None) -> tuple[i
 
 
 class Sum(Function):
+    needs_inputs = False
+
     def __init__(self, axes: tuple[int, ...] | None, keepdims: bool) -> None:
         self.axes, self.keepdims = axes, keepdims
 
@@ -54,6 +56,8 @@ class Sum(Function):
 
 class Max(Function):
     """Maximum; ties share the gradient equally (``torch.amax``'s rule)."""
+
+    needs_outputs = True
 
     def __init__(self, axes: tuple[int, ...] | None, keepdims: bool) -> None:
         self.axes, self.keepdims = axes, keepdims
