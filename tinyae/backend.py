@@ -104,12 +104,19 @@ def parse_device(device: Any) -> str:
         index = name[5:]
         if not index.isdigit():
             raise ValueError(f"device: cannot parse {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
-        return name
+        count = cp.cuda.runtime.getDeviceCount()
+        if int(index) >= count:
+            raise ValueError(f"device {device!r}: only {count} GPU(s) visible (cuda:0..cuda:{count - 1})")
+        return f"cuda:{int(index)}"
     raise ValueError(f"device: unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
 
 
 def to_device(a: Any, device: Any) -> Any:
-    """Copy (only when needed) an array to ``device``; returns the array there."""
+    """Copy (only when needed) an array to ``device``; returns the array there.
+
+    Every host <-> GPU copy of tinyae's own code goes through here (or through
+    ``.get()`` / ``cupy.asarray`` on user data), which is what tests/test_gpu.py counts.
+    """
     target = parse_device(device)
     if target == "cpu":
         return a.get() if is_cupy_array(a) else a
@@ -118,7 +125,34 @@ def to_device(a: Any, device: Any) -> Any:
     if is_cupy_array(a) and a.device.id == index:
         return a
     with cp.cuda.Device(index):
-        return cp.asarray(a)
+        # cupy.asarray would hand back an array from another GPU unchanged; copy() moves it.
+        return a.copy() if is_cupy_array(a) else cp.asarray(a)
+
+
+def full(shape: tuple[int, ...], value: Any, dtype: Any, device: Any = "cpu") -> Any:
+    """An array of ``shape`` filled with ``value``, made directly on ``device``.
+
+    On a GPU the fill is a kernel with ``value`` as its argument: nothing is copied from the host.
+    """
+    target = parse_device(device)
+    if target == "cpu":
+        return np.full(shape, value, dtype=dtype)
+    cp = _import_cupy()
+    with cp.cuda.Device(int(target.split(":")[1])):
+        return cp.full(shape, value, dtype=dtype)
+
+
+def scatter_add(a: Any, indices: Any, values: Any) -> None:
+    """``a[indices] += values`` in place, where repeated indices add up (``np.add.at``).
+
+    CuPy's version is ``cupyx.scatter_add`` (atomic adds on the GPU).
+    """
+    if is_cupy_array(a):
+        import cupyx
+
+        cupyx.scatter_add(a, indices, values)
+    else:
+        np.add.at(a, indices, values)
 
 
 def as_array(data: Any, dtype: Any = None, device: Any = None) -> Any:

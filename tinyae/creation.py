@@ -41,18 +41,24 @@ def _make(array: np.ndarray, dtype: Any, device: Any, requires_grad: bool) -> Te
     return Tensor(array.astype(dtype, copy=False), requires_grad=requires_grad, device=device)
 
 
+def _filled(shape: tuple[int, ...], value: Any, dtype: Any, device: Any, requires_grad: bool) -> Tensor:
+    """A constant tensor, filled where it lives (no host array is copied to a GPU)."""
+    dtype = backend.DEFAULT_DTYPE if dtype is None else np.dtype(dtype)
+    return Tensor(backend.full(shape, value, dtype, device), requires_grad=requires_grad)
+
+
 def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _make(np.zeros(_shape(size)), dtype, device, requires_grad)
+    return _filled(_shape(size), 0, dtype, device, requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _make(np.ones(_shape(size)), dtype, device, requires_grad)
+    return _filled(_shape(size), 1, dtype, device, requires_grad)
 
 
 def full(
     size: Any, fill_value: float, dtype: Any = None, device: Any = None, requires_grad: bool = False
 ) -> Tensor:
-    return _make(np.full(tuple(size), fill_value), dtype, device, requires_grad)
+    return _filled(tuple(size), fill_value, dtype, device, requires_grad)
 
 
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:

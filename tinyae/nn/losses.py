@@ -202,7 +202,10 @@ def binary_cross_entropy(
     input = _check_input(op, input)
     target = _float_target(op, input, target)
     x = input.data
-    if not bool(((x >= 0) & (x <= 1)).all()):
+    # The range check reads a verdict back from the device: on a GPU that would be a copy (and a
+    # wait) per call, so it runs on the CPU only. On a GPU an input outside [0, 1] shows up as a
+    # nan loss instead (the log of a negative number); PyTorch stops it with a device-side assert.
+    if not backend.is_cupy_array(x) and not bool(((x >= 0) & (x <= 1)).all()):
         bad = x[~((x >= 0) & (x <= 1))].ravel()[0].item()
         raise ValueError(f"{op}: all elements of input must lie in [0, 1] (probabilities), found {bad}")
     loss = _BinaryCrossEntropy()(input, target)

@@ -131,9 +131,14 @@ class _ScatterToWinners(Function):
         n, c, h, w = self.x_shape
         ph, pw = self.cfg.ph, self.cfg.pw
         padded_size = n * c * (h + 2 * ph) * (w + 2 * pw)
-        # bincount sums the weights that land on the same index: overlapping windows add up.
-        flat = xp.bincount(self.winners.ravel(), weights=gy.ravel(), minlength=padded_size)
-        gx = flat.astype(gy.dtype).reshape(n, c, h + 2 * ph, w + 2 * pw)  # (N, C, HP, WP)
+        if xp is np:
+            # bincount sums the weights that land on the same index: overlapping windows add up.
+            flat = np.bincount(self.winners.ravel(), weights=gy.ravel(), minlength=padded_size)
+        else:
+            # CuPy's bincount reads max(index) back to the host (a copy and a wait); a scatter-add does not.
+            flat = xp.zeros(padded_size, dtype=gy.dtype)
+            backend.scatter_add(flat, self.winners.ravel(), gy.ravel())
+        gx = flat.astype(gy.dtype, copy=False).reshape(n, c, h + 2 * ph, w + 2 * pw)  # (N, C, HP, WP)
         return xp.ascontiguousarray(gx[:, :, ph : ph + h, pw : pw + w])  # (N, C, H, W)
 
     def backward(self, ggx):

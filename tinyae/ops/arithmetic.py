@@ -277,7 +277,15 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     """Pick ``a`` where ``condition`` holds, else ``b`` (all three broadcast)."""
     a, b = _as_tensors((a, b), "where")
     cond = condition.data if isinstance(condition, Tensor) else condition
-    shape = broadcast_shape("where", a.shape, b.shape, backend.get_array_module(a.data).shape(cond))
+    # A Tensor or GPU array condition must live with the inputs; plain host data (bools, lists,
+    # NumPy arrays) is copied to their device, as class targets are in the losses.
+    if isinstance(condition, Tensor) or backend.is_cupy_array(cond):
+        if backend.device_of(cond) != a.device:
+            raise RuntimeError(
+                f"where: expected the condition on the inputs' device, "
+                f"found {a.device} and {backend.device_of(cond)}"
+            )
+    shape = broadcast_shape("where", a.shape, b.shape, np.shape(cond))  # np.shape reads a GPU array's .shape
     cond = backend.get_array_module(a.data).asarray(cond, dtype=bool)
     return Where(cond)(broadcast_to(a, shape), broadcast_to(b, shape))
 

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from tinyae import backend
 from tinyae.tensor import Function, Tensor
 
 
-def _normalize_key(key: Any, xp: Any) -> tuple[Any, bool]:
-    """Unwrap Tensors in ``key``; report whether it is basic (views only, no repeats)."""
+def _normalize_key(key: Any, xp: Any, device: str) -> tuple[Any, bool]:
+    """Unwrap Tensors in ``key``; report whether it is basic (views only, no repeats).
+
+    Index arrays end up on the indexed tensor's ``device``: NumPy indices (and lists) are
+    copied to a GPU tensor's device; a GPU index for a CPU tensor is an error.
+    """
     items = key if isinstance(key, tuple) else (key,)
     out, basic = [], True
     for k in items:
@@ -22,6 +28,13 @@ def _normalize_key(key: Any, xp: Any) -> tuple[Any, bool]:
             k = k.data
         if isinstance(k, list):
             k = xp.asarray(k) if k else xp.zeros(0, dtype=xp.int64)  # [] selects nothing, as in NumPy
+        if isinstance(k, np.ndarray) and xp is not np:
+            k = backend.to_device(k, device)
+        elif backend.is_cupy_array(k) and backend.device_of(k) != device:
+            raise RuntimeError(
+                f"getitem: expected the index on the tensor's device, "
+                f"found {device} and {backend.device_of(k)}"
+            )
         if isinstance(k, (float, str)) or (hasattr(k, "dtype") and k.dtype.kind not in "biu"):
             raise TypeError(
                 f"getitem: indices must be ints, slices, None, Ellipsis, or integer/boolean arrays, "
@@ -62,12 +75,8 @@ class ScatterAdd(Function):
         gx = xp.zeros(self.shape, dtype=gy.dtype)
         if self.basic:
             gx[self.key] = gy  # a basic index never selects an element twice
-        elif xp is backend.get_array_module():  # NumPy
-            xp.add.at(gx, self.key, gy)
         else:
-            import cupyx
-
-            cupyx.scatter_add(gx, self.key, gy)
+            backend.scatter_add(gx, self.key, gy)  # np.add.at, or cupyx.scatter_add on a GPU
         return gx
 
     def backward(self, ggx):
@@ -76,7 +85,7 @@ class ScatterAdd(Function):
 
 def getitem(x: Tensor, key: Any) -> Tensor:
     xp = backend.get_array_module(x.data)
-    key, basic = _normalize_key(key, xp)
+    key, basic = _normalize_key(key, xp, x.device)
     try:
         return GetItem(key, basic)(x)
     except IndexError as exc:
