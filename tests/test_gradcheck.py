@@ -51,7 +51,7 @@ class SquarePlantedBump(Function):
         return x * x
 
     def backward(self, gy):
-        return gy * 2 * self.inputs[0] + Tensor(self.bump)
+        return gy * 2 * self.inputs[0] + Tensor(self.bump, device=gy.device)
 
 
 class SquareDetachedBackward(Function):
@@ -96,6 +96,25 @@ X = np.array([[0.5, -1.0, 1.5], [2.0, -0.3, 0.8]])
 def test_passes_on_a_correct_backward():
     assert ta.gradcheck(lambda x: Square()(x), [f64(X)]) is True
     assert ta.gradgradcheck(lambda x: Square()(x), [f64(X)]) is True
+
+
+def test_checks_inputs_on_any_device(device, request):
+    """Inputs on the GPU are checked where they live: a correct rule passes, a planted bug fails."""
+    if device == "cuda":
+        request.applymarker(
+            pytest.mark.xfail(
+                raises=AttributeError,
+                strict=True,
+                reason="gradcheck.py reads data.flags.writeable, which CuPy's flags do not have",
+            )
+        )
+    x = ta.tensor(X, requires_grad=True, device=device)
+    assert ta.gradcheck(lambda t: Square()(t), [x]) and ta.gradgradcheck(lambda t: Square()(t), [x])
+    assert ta.gradcheck(lambda t: Square()(t).tanh(), [x], mode="random")
+    with pytest.raises(GradcheckError) as err:
+        ta.gradcheck(lambda t: SquarePlantedBump()(t), [x])
+    assert _parse(err)["index"] == (1, 2)
+    assert x.device == ta.tensor(X, device=device).device  # still where it was
 
 
 def test_fails_on_a_planted_bug_and_reports_the_worst_element():

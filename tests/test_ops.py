@@ -9,6 +9,11 @@ abs/relu/leaky_relu, off the bounds for clip, distinct for max/maximum, positive
 log/sqrt/pow. Several cases use non-contiguous inputs (strided views), broadcasting
 pairs, or one input used several times in a graph.
 
+Every check runs once per device (the ``device`` fixture: "cpu", and "cuda" when a GPU is
+there). On the GPU the forward gets device inputs (strided ones stay strided there); the
+gradient checks perturb float64 inputs on the host and run the op, its backward and double
+backward on the GPU between two differentiable ``.to()`` moves (see ``on_device``).
+
 Notation: shapes are written as tuples, e.g. ``(3, 4) + (4,)`` broadcasts a row.
 """
 
@@ -21,6 +26,7 @@ import numpy as np
 import pytest
 
 import tinyae as ta
+from tinyae import backend
 
 RNG_SEED = 1234
 
@@ -57,6 +63,25 @@ def strided(a: np.ndarray) -> np.ndarray:
     return view
 
 
+def leaf(a: np.ndarray, device: str = "cpu") -> ta.Tensor:
+    """``a`` as a leaf on ``device``; a non-contiguous ``a`` stays a non-contiguous view there."""
+    if device == "cpu" or a.flags.c_contiguous:
+        return ta.tensor(a, requires_grad=True, device=device)
+    buf = backend.to_device(np.stack([a, np.zeros_like(a)], axis=-1), device)  # (..., 2)
+    return ta.tensor(buf[..., 0], requires_grad=True)
+
+
+def on_device(fn: Callable, device: str) -> Callable:
+    """``fn`` run on ``device`` for host inputs: inputs moved there, the outputs moved back.
+
+    Both moves are differentiable ops, so ``gradcheck`` / ``gradgradcheck`` of the result check
+    the op's backward and double backward as computed on ``device``.
+    """
+    if device == "cpu":
+        return fn
+    return lambda *xs: fn(*(x.to(device) for x in xs)).cpu()
+
+
 @dataclass
 class Case:
     name: str
@@ -65,9 +90,9 @@ class Case:
     make: Callable[[np.random.Generator], list[np.ndarray]]
     gradgrad: bool = True
 
-    def inputs(self) -> tuple[list[np.ndarray], list[ta.Tensor]]:
+    def inputs(self, device: str = "cpu") -> tuple[list[np.ndarray], list[ta.Tensor]]:
         arrays = self.make(_rng(self.name))
-        return arrays, [ta.tensor(a, requires_grad=True) for a in arrays]
+        return arrays, [leaf(a, device) for a in arrays]
 
 
 def C(name, fn, ref, make, **kw) -> Case:  # noqa: N802 - short table constructor
@@ -159,7 +184,7 @@ CASES += [
     C("where", lambda a, b: ta.where(np.array([[True, False, True, False]] * 3), a, b),
       lambda a, b: np.where(np.array([[True, False, True, False]] * 3), a, b),
       lambda r: [normal(r, 4), normal(r, 3, 1)]),
-    C("where-tensor-cond", lambda a, b: ta.where(ta.tensor(np.eye(3) > 0), a, b),
+    C("where-tensor-cond", lambda a, b: ta.where(ta.tensor(np.eye(3) > 0, device=a.device), a, b),
       lambda a, b: np.where(np.eye(3) > 0, a, b), lambda r: [strided(normal(r, 3, 3)), normal(r, 3, 3)]),
     # ------------------------------------------------------------------------ matmul
     C("matmul-1d-1d", ta.matmul, np.matmul, lambda r: [normal(r, 4), normal(r, 4)]),
@@ -278,80 +303,82 @@ CASES += [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_forward_matches_numpy(case: Case):
-    arrays, xs = case.inputs()
+def test_forward_matches_numpy(case: Case, device: str):
+    arrays, xs = case.inputs(device)
     y = case.fn(*xs)
     expected = np.asarray(case.ref(*arrays))
     assert y.shape == expected.shape
-    assert y.dtype == np.float64
+    assert y.dtype == np.float64 and y.device == xs[0].device
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_gradcheck(case: Case):
+def test_gradcheck(case: Case, device: str):
     _, xs = case.inputs()
-    assert ta.gradcheck(case.fn, xs)
+    assert ta.gradcheck(on_device(case.fn, device), xs)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.gradgrad], ids=[c.name for c in CASES if c.gradgrad])
-def test_gradgradcheck(case: Case):
+def test_gradgradcheck(case: Case, device: str):
     _, xs = case.inputs()
-    assert ta.gradgradcheck(case.fn, xs)
+    assert ta.gradgradcheck(on_device(case.fn, device), xs)
 
 
 # ----------------------------------------------------------------- gradients checked by value
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "pow", "maximum", "minimum"])
 @pytest.mark.parametrize("sa,sb", BROADCAST_PAIRS)
-def test_broadcast_gradients_take_each_input_shape(op, sa, sb):
+def test_broadcast_gradients_take_each_input_shape(op, sa, sb, device):
     case = _binary_case(op, sa, sb, False)
-    _, (a, b) = case.inputs()
+    _, (a, b) = case.inputs(device)
     case.fn(a, b).sum().backward()
     assert a.grad.shape == sa and b.grad.shape == sb
+    assert a.grad.device == b.grad.device == a.device
 
 
-def test_getitem_repeated_indices_scatter_add():
-    x = ta.tensor(np.zeros((3, 2)), requires_grad=True)
+def test_getitem_repeated_indices_scatter_add(device):
+    x = ta.tensor(np.zeros((3, 2)), requires_grad=True, device=device)
     index = np.array([0, 2, 0, 0])
     g = np.arange(8.0).reshape(4, 2)
-    x[index].backward(g)
+    x[index].backward(ta.tensor(g, device=device))
     np.testing.assert_array_equal(x.grad.numpy(), _add_at((3, 2), index, g))
     assert x.grad.numpy()[0].tolist() == [0 + 4 + 6, 1 + 5 + 7]
 
 
-def test_getitem_bool_mask_gradient_lands_on_true_positions():
-    x = ta.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
-    mask = x.data % 2 == 1
+def test_getitem_bool_mask_gradient_lands_on_true_positions(device):
+    x = ta.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True, device=device)
+    mask = x.data % 2 == 1  # an array on x's device
     x[mask].sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), mask.astype(float))
+    np.testing.assert_array_equal(x.grad.numpy(), backend.to_device(mask, "cpu").astype(float))
 
 
-def test_max_ties_share_the_gradient():
-    x = ta.tensor(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]]), requires_grad=True)
+def test_max_ties_share_the_gradient(device):
+    x = ta.tensor(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]]), requires_grad=True, device=device)
     x.max(axis=1).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [[0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3]])
     a, b = (
-        ta.tensor(np.array([1.0, 2.0]), requires_grad=True),
-        ta.tensor(np.array([1.0, 3.0]), requires_grad=True),
+        ta.tensor(np.array([1.0, 2.0]), requires_grad=True, device=device),
+        ta.tensor(np.array([1.0, 3.0]), requires_grad=True, device=device),
     )
     ta.maximum(a, b).sum().backward()
     np.testing.assert_allclose(a.grad.numpy(), [0.5, 0.0])
     np.testing.assert_allclose(b.grad.numpy(), [0.5, 1.0])
 
 
-def test_random_mode_gradcheck_on_a_larger_input():
+def test_random_mode_gradcheck_on_a_larger_input(device):
     rng = np.random.default_rng(0)
     x = ta.tensor(rng.standard_normal((40, 50)), requires_grad=True)
     w = ta.tensor(rng.standard_normal((50, 30)), requires_grad=True)
-    assert ta.gradcheck(lambda x, w: ta.log_softmax(ta.tanh(x @ w), dim=1), [x, w], mode="random")
-    assert ta.gradgradcheck(lambda x, w: ta.softplus(x @ w), [x, w], mode="random")
+    fn = on_device(lambda x, w: ta.log_softmax(ta.tanh(x @ w), dim=1), device)
+    assert ta.gradcheck(fn, [x, w], mode="random")
+    assert ta.gradgradcheck(on_device(lambda x, w: ta.softplus(x @ w), device), [x, w], mode="random")
 
 
 # --------------------------------------------------------------- both spellings of reductions
 @pytest.mark.parametrize("name", ["sum", "mean", "max", "min", "var", "std", "logsumexp"])
 @pytest.mark.parametrize("axis", [None, 0, -1, (0, 2)])
 @pytest.mark.parametrize("keep", [False, True])
-def test_axis_keepdims_and_dim_keepdim_agree(name, axis, keep):
-    x = ta.tensor(distinct(_rng(name), 2, 3, 4))
+def test_axis_keepdims_and_dim_keepdim_agree(name, axis, keep, device):
+    x = ta.tensor(distinct(_rng(name), 2, 3, 4), device=device)
     fn = getattr(ta, name)
     a = fn(x, axis=axis, keepdims=keep)
     d = fn(x, dim=axis, keepdim=keep)
@@ -373,8 +400,8 @@ EXTREME = np.array([-1e4, -1e3, -100.0, -30.0, -1.0, 0.0, 1.0, 30.0, 100.0, 1e3,
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_sigmoid_and_softplus_stable_up_to_1e4(dtype):
-    x = ta.tensor(EXTREME.astype(dtype), requires_grad=True)
+def test_sigmoid_and_softplus_stable_up_to_1e4(dtype, device):
+    x = ta.tensor(EXTREME.astype(dtype), requires_grad=True, device=device)
     with np.errstate(over="raise", invalid="raise", divide="raise"):  # any overflow would raise
         s = ta.sigmoid(x)
         sp = ta.softplus(x)
@@ -392,10 +419,10 @@ def test_sigmoid_and_softplus_stable_up_to_1e4(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_softmax_and_log_softmax_stable_at_large_inputs(dtype):
+def test_softmax_and_log_softmax_stable_at_large_inputs(dtype, device):
     base = np.array([[0.0, -1.0, -2.0, 0.5], [3.0, 0.0, -3.0, 1.0]])
     for shift in (1e4, -1e4):
-        x = ta.tensor((base + shift).astype(dtype), requires_grad=True)
+        x = ta.tensor((base + shift).astype(dtype), requires_grad=True, device=device)
         with np.errstate(over="raise", invalid="raise", divide="raise"):
             p = ta.softmax(x, dim=1)
             lp = ta.log_softmax(x, dim=1)
@@ -408,7 +435,7 @@ def test_softmax_and_log_softmax_stable_at_large_inputs(dtype):
             lse.numpy() - shift, _logsumexp(base, 1), rtol=tol, atol=10 * tol * abs(shift)
         )
         assert np.isfinite(x.grad.numpy()).all()
-    huge = ta.tensor(np.array([[1e4, -1e4, 0.0]], dtype=dtype), requires_grad=True)
+    huge = ta.tensor(np.array([[1e4, -1e4, 0.0]], dtype=dtype), requires_grad=True, device=device)
     ta.log_softmax(huge, dim=1).sum().backward()
     np.testing.assert_allclose(ta.softmax(huge, dim=1).numpy(), [[1.0, 0.0, 0.0]])
     assert np.isfinite(huge.grad.numpy()).all()
@@ -418,8 +445,8 @@ def test_softmax_and_log_softmax_stable_at_large_inputs(dtype):
     "fn",
     [ta.relu, ta.sigmoid, ta.tanh, ta.softplus, ta.exp, lambda x: ta.softmax(x, dim=1), lambda x: x.mean()],
 )
-def test_float32_stays_float32(fn):
-    x = ta.tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+def test_float32_stays_float32(fn, device):
+    x = ta.tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True, device=device)
     y = fn(x)
     assert y.dtype == np.float32
     y.sum().backward()

@@ -6,7 +6,8 @@ whose Functions dropped their saved inputs after a backward without retain_graph
 
 Where PyTorch is importable, the semantics (accumulation, retain_graph, double
 backward) are compared with it; every test also checks values worked out by hand
-or by finite differences, so nothing depends on torch being there.
+or by finite differences, so nothing depends on torch being there. Tests that take the
+``device`` fixture run on the CPU and, when there is one, on the GPU.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from tinyae import backend
 from tinyae.tensor import Function
 
 
-def f64(data, requires_grad: bool = True) -> ta.Tensor:
-    return ta.tensor(np.array(data, dtype=np.float64), requires_grad=requires_grad)
+def f64(data, requires_grad: bool = True, device: str = "cpu") -> ta.Tensor:
+    return ta.tensor(np.array(data, dtype=np.float64), requires_grad=requires_grad, device=device)
 
 
 # ------------------------------------------------------------------ construction and dtypes
@@ -43,8 +44,8 @@ def test_default_dtypes_follow_pytorch():
     assert ta.arange(3).dtype == np.int64
 
 
-def test_float64_survives_every_kind_of_op():
-    x = f64(np.arange(6.0).reshape(2, 3) + 1)
+def test_float64_survives_every_kind_of_op(device):
+    x = f64(np.arange(6.0).reshape(2, 3) + 1, device=device)
     outs = [x + 1, 2 * x, x / 3, x**2, 2**x, x.sum(), x.mean(), x.max(), x.var(), x.exp(), x.sigmoid(), x.T]
     for y in outs:
         assert y.dtype == np.float64, y
@@ -52,8 +53,8 @@ def test_float64_survives_every_kind_of_op():
     assert x.grad.dtype == np.float64
 
 
-def test_scalars_keep_float32():
-    x = ta.tensor([1.0, 2.0], requires_grad=True)
+def test_scalars_keep_float32(device):
+    x = ta.tensor([1.0, 2.0], requires_grad=True, device=device)
     for y in (2 * x, x * 2.5, x + 1, 1 - x, 1 / x, x / 2, x**2, 2**x, np.float64(2.0) * x, -x):
         assert y.dtype == np.float32
     (x * 3.0).sum().backward()
@@ -114,8 +115,8 @@ def test_detach_shares_data_without_history():
     assert np.shares_memory(d.data, y.data)
 
 
-def test_to_dtype_is_differentiable():
-    x = ta.tensor([1.0, 2.0], requires_grad=True)
+def test_to_dtype_is_differentiable(device):
+    x = ta.tensor([1.0, 2.0], requires_grad=True, device=device)
     y = x.double()
     assert y.dtype == np.float64
     (y * y).sum().backward()
@@ -168,8 +169,8 @@ def test_unsupported_operands_are_type_errors():
 
 
 # ------------------------------------------------------------------------ backward semantics
-def test_gradients_accumulate_across_backward_calls():
-    x = f64([1.0, 2.0, 3.0])
+def test_gradients_accumulate_across_backward_calls(device):
+    x = f64([1.0, 2.0, 3.0], device=device)
     (x * x).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy())
     (3 * x).sum().backward()  # a new graph: adds to the existing .grad
@@ -189,8 +190,8 @@ def test_accumulation_matches_torch():
     np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-12)
 
 
-def test_one_input_used_many_times_sums_its_gradients():
-    x = f64([1.5, -2.0])
+def test_one_input_used_many_times_sums_its_gradients(device):
+    x = f64([1.5, -2.0], device=device)
     y = x * x + x * 3 + x.exp() * x  # d/dx = 2x + 3 + e^x (1 + x)
     y.sum().backward()
     xv = x.numpy()
@@ -238,8 +239,8 @@ def test_backward_without_requires_grad_is_an_error():
         (ta.tensor([1.0]) * 2).sum().backward()
 
 
-def test_second_backward_through_freed_graph_is_an_error():
-    x = f64([1.0, 2.0])
+def test_second_backward_through_freed_graph_is_an_error(device):
+    x = f64([1.0, 2.0], device=device)
     y = (x.exp() * x).sum()
     y.backward()
     with pytest.raises(RuntimeError, match="second time.*retain_graph=True"):
@@ -254,8 +255,8 @@ def test_freed_intermediate_cannot_be_reused():
         (h * 2).sum().backward()
 
 
-def test_retain_graph_allows_a_second_backward():
-    x = f64([1.0, 2.0])
+def test_retain_graph_allows_a_second_backward(device):
+    x = f64([1.0, 2.0], device=device)
     y = (x.exp() * x).sum()
     y.backward(retain_graph=True)
     first = x.grad.numpy().copy()
@@ -276,8 +277,8 @@ def test_retain_graph_matches_torch():
     np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-12)
 
 
-def test_retain_grad_on_a_non_leaf():
-    x = f64([1.0, 2.0])
+def test_retain_grad_on_a_non_leaf(device):
+    x = f64([1.0, 2.0], device=device)
     h = x * 3
     h.retain_grad()
     other = x * 2
@@ -341,8 +342,8 @@ def test_grad_mode_is_per_thread():
 
 
 # ----------------------------------------------------------------------------------- grad()
-def test_grad_returns_gradients_and_leaves_dot_grad_alone():
-    x, w = f64([1.0, 2.0]), f64([3.0, -1.0])
+def test_grad_returns_gradients_and_leaves_dot_grad_alone(device):
+    x, w = f64([1.0, 2.0], device=device), f64([3.0, -1.0], device=device)
     y = (x * w).sum()
     gx, gw = ta.grad(y, [x, w])
     np.testing.assert_allclose(gx.numpy(), w.numpy())
@@ -352,8 +353,8 @@ def test_grad_returns_gradients_and_leaves_dot_grad_alone():
     np.testing.assert_allclose(gx_only.numpy(), 2 * x.numpy())
 
 
-def test_grad_with_respect_to_an_intermediate():
-    x = f64([1.0, 2.0])
+def test_grad_with_respect_to_an_intermediate(device):
+    x = f64([1.0, 2.0], device=device)
     h = x * 3
     y = (h * h).sum()
     (gh,) = ta.grad(y, [h])
@@ -385,10 +386,10 @@ def _penalty(xv: np.ndarray, wv: np.ndarray) -> float:
     return float((gx**2).sum())
 
 
-def test_create_graph_gradient_penalty_matches_finite_differences():
+def test_create_graph_gradient_penalty_matches_finite_differences(device):
     rng = np.random.default_rng(0)
     xv, wv = rng.standard_normal((3, 4)) * 0.5, rng.standard_normal((4, 2)) * 0.5
-    x, w = f64(xv), f64(wv)
+    x, w = f64(xv, device=device), f64(wv, device=device)
     y = (ta.tanh(x @ w) ** 2).sum()
     (gx,) = ta.grad(y, x, create_graph=True)
     assert gx.requires_grad and gx.creator is not None  # the gradient is itself differentiable
@@ -455,8 +456,8 @@ class _TwoOutputs(Function):
         return gx, gy
 
 
-def test_custom_function_first_and_second_derivative():
-    x = f64([2.0, -1.0])
+def test_custom_function_first_and_second_derivative(device):
+    x = f64([2.0, -1.0], device=device)
     y = _Cube()(x)
     np.testing.assert_allclose(y.numpy(), [8.0, -1.0])
     (g,) = ta.grad(y.sum(), x, create_graph=True)
@@ -465,8 +466,8 @@ def test_custom_function_first_and_second_derivative():
     np.testing.assert_allclose(x.grad.numpy(), [12.0, -6.0])  # d/dx 3x^2 = 6x
 
 
-def test_custom_function_with_two_outputs_and_a_constant_input():
-    x, c = f64([2.0, 3.0]), f64([5.0, 7.0], requires_grad=False)
+def test_custom_function_with_two_outputs_and_a_constant_input(device):
+    x, c = f64([2.0, 3.0], device=device), f64([5.0, 7.0], requires_grad=False, device=device)
     s, p = _TwoOutputs()(x, c)
     (s * 2 + p).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), 2 + c.numpy())
