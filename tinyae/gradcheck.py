@@ -46,14 +46,22 @@ def _checked_inputs(op: str, inputs: Sequence[Any]) -> tuple[list[Any], list[int
                 "(make them with dtype=float64)"
             )
         data = inputs[i].data
-        if not data.flags.writeable:
+        if not getattr(data.flags, "writeable", True):  # CuPy arrays are always writable
             raise ValueError(f"{op}: input {i} is a read-only array (a broadcast view?); pass a copy")
-        xp = backend.get_array_module(data)
         for j, other in enumerate(inputs):
             # Perturbing input i would silently move input j too, and the numeric gradient would be wrong.
-            if j != i and isinstance(other, Tensor) and xp.shares_memory(data, other.data):
+            if j != i and isinstance(other, Tensor) and _share_memory(data, other.data):
                 raise ValueError(f"{op}: inputs {i} and {j} share memory; pass separate copies")
     return inputs, diff
+
+
+def _share_memory(a: Any, b: Any) -> bool:
+    if backend.is_cupy_array(a) or backend.is_cupy_array(b):
+        if backend.device_of(a) != backend.device_of(b):
+            return False
+        # Overlap of the byte ranges [ptr, ptr + nbytes): conservative, like np.may_share_memory.
+        return a.data.ptr < b.data.ptr + b.nbytes and b.data.ptr < a.data.ptr + a.nbytes
+    return bool(np.shares_memory(a, b))
 
 
 def _loss(fn: Callable, inputs: list[Any], vs: Sequence[Any]) -> float:
