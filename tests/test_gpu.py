@@ -233,6 +233,27 @@ def test_cuda_loader_batch_is_the_only_upload(transfers: TransferCounter) -> Non
     assert transfers.events[0].shape == (32, 1, 28, 28)
 
 
+def test_cuda_classifier_step_copies_only_the_loss(transfers: TransferCounter) -> None:
+    """Cross-entropy with ignored targets and label smoothing, then Adam: still only the loss."""
+    ta.manual_seed(0)
+    model = tnn.Sequential(tnn.Flatten(), tnn.Linear(16, 5)).to("cuda")
+    opt = ta.optim.Adam(model.parameters(), lr=1e-3)
+    x = ta.randn(8, 1, 4, 4, device="cuda")
+    y = ta.tensor([0, 1, 2, 3, 4, -100, 1, 2], device="cuda")  # one ignored target
+
+    def step() -> float:
+        loss = F.cross_entropy(model(x), y, label_smoothing=0.1) + F.nll_loss(model(x).log_softmax(1), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    step()
+    with transfers.watch():
+        assert np.isfinite(step())
+    assert transfers.directions() == ["D2H"], transfers.report()
+
+
 # ================================================================================= kernels
 #: (N, C, H, W, KH, KW) crossed with strides, paddings and dilations below.
 KERNEL_SHAPES = [(1, 1, 5, 5, 1, 1), (2, 3, 7, 9, 3, 2), (3, 2, 8, 6, 3, 3), (2, 4, 12, 11, 4, 4)]
@@ -442,6 +463,16 @@ def test_cuda_bce_outside_zero_one_is_nan_not_an_error() -> None:
     assert np.isnan(F.binary_cross_entropy(ta.tensor([-0.5, 0.5], device="cuda"), target).item())
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         F.binary_cross_entropy(ta.tensor([0.5, 1.5]), ta.tensor([0.0, 1.0]))
+
+
+def test_cuda_class_target_out_of_range_is_nan_not_an_error() -> None:
+    logits = ta.tensor(np.zeros((2, 3), np.float32))
+    target = ta.tensor([0, 7])
+    with pytest.raises(ValueError, match="out of bounds"):
+        F.cross_entropy(logits, target)
+    on_gpu = F.cross_entropy(logits.to("cuda"), target.to("cuda"), reduction="none").numpy()
+    assert on_gpu[0] == pytest.approx(np.log(3.0)) and np.isnan(on_gpu[1])
+    assert np.isnan(F.nll_loss(logits.to("cuda"), target.to("cuda")).item())
 
 
 # ===================================================================== info and the CLI

@@ -281,11 +281,15 @@ def binary_cross_entropy_with_logits(
 
 
 # ------------------------------------------------- negative log-likelihood
-def _class_indices(op: str, input: Tensor, target: Any, ignore_index: int) -> tuple[Any, Any]:
-    """Validate integer class targets; return (target array, mask of the entries not ignored).
+def _class_indices(op: str, input: Tensor, target: Any, ignore_index: int) -> tuple[Any, Any, Any]:
+    """Validate integer class targets; return (target array, mask of the entries not ignored,
+    mask of the entries out of range).
 
     ``input`` is (N, C, d1, ..., dk) and ``target`` (N, d1, ..., dk) with values in
-    [0, C) or equal to ``ignore_index``.
+    [0, C) or equal to ``ignore_index``. A target out of range is a ValueError on the CPU; on a
+    GPU that check would read a verdict back from the device at every call, so there the
+    out-of-range entries are returned instead and their loss is nan (as BCE does for inputs
+    outside [0, 1]; PyTorch stops such a run with a device-side assert).
     """
     xp = backend.get_array_module(input.data)
     # A Tensor target must be on the input's device; plain data (lists, NumPy arrays) is moved there.
@@ -306,13 +310,13 @@ def _class_indices(op: str, input: Tensor, target: Any, ignore_index: int) -> tu
     n_classes = input.shape[1]
     valid = t != ignore_index
     out_of_range = valid & ((t < 0) | (t >= n_classes))
-    if bool(out_of_range.any()):
+    if not backend.is_cupy_array(t) and bool(out_of_range.any()):
         bad = int(t[out_of_range].ravel()[0])
         raise ValueError(
             f"{op}: target {bad} is out of bounds for {n_classes} classes "
             f"(valid: 0..{n_classes - 1}, or ignore_index={ignore_index})"
         )
-    return t, valid
+    return t, valid, out_of_range
 
 
 def _check_class_weight(op: str, input: Tensor, weight: Any, n_classes: int) -> Any:
@@ -349,16 +353,20 @@ def _pick_class(input: Tensor, t_safe: Any) -> Tensor:
 
 def _nll(op: str, input: Tensor, target: Any, weight: Any, ignore_index: int, reduction: str) -> Tensor:
     """nll_loss of batched input (N, C, d1, ..., dk); shared with cross_entropy."""
-    t, valid = _class_indices(op, input, target, ignore_index)
+    t, valid, out_of_range = _class_indices(op, input, target, ignore_index)
     xp = backend.get_array_module(input.data)
-    t_safe = xp.where(valid, t, 0)  # ignored entries read class 0 and are masked out below
+    kept = valid & ~out_of_range
+    t_safe = xp.where(kept, t, 0)  # the other entries read class 0 and are replaced below
     picked = _pick_class(input, t_safe)  # (N, d1, ..., dk)
     w_t = valid.astype(input.dtype)
     if weight is not None:
         w_t = w_t * _check_class_weight(op, input, weight, input.shape[1])[t_safe]
     loss = -picked * Tensor(w_t)
-    if not bool(valid.all()):
-        loss = where(valid, loss, Tensor(xp.zeros((), dtype=input.dtype)))  # 0, even for -inf inputs
+    # Ignored entries count 0 (even for -inf inputs); out-of-range ones (only possible on a GPU) nan.
+    # Always applied, rather than after asking whether any entry is ignored: that question would
+    # be answered on the host, a copy from the GPU per call.
+    fill = xp.where(out_of_range, xp.nan, 0.0).astype(input.dtype)
+    loss = where(kept, loss, Tensor(fill))
     if reduction == "mean":
         # Weighted mean: sum_n w[t_n] l_n / sum_n w[t_n] (nan when every target is ignored, as PyTorch).
         return loss.sum() / Tensor(w_t.sum())
