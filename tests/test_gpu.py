@@ -24,10 +24,14 @@ Notation: H2D is a host-to-device copy, D2H device-to-host; W1..W5 the workloads
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
+import sys
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -51,11 +55,19 @@ def _cupy() -> Any:
     return backend.cupy_or_none()
 
 
+def _workloads() -> ModuleType:
+    """``benchmarks.workloads`` (the W1-W5 builders), also when pytest was not started from the root."""
+    try:
+        return importlib.import_module("benchmarks.workloads")
+    except ModuleNotFoundError:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        return importlib.import_module("benchmarks.workloads")
+
+
 def _workload(wid: str, device: str) -> Any:
     """Workload ``wid`` on tinyae and ``device``: model(s), Adam, fixed weights and batch (seed 0)."""
-    from benchmarks.workloads import get_framework, make_train_case
-
-    return make_train_case(get_framework("tinyae", device), wid, seed=0, batch=BATCH)
+    w = _workloads()
+    return w.make_train_case(w.get_framework("tinyae", device), wid, seed=0, batch=BATCH)
 
 
 def _losses(out: Any) -> tuple[ta.Tensor, ...]:
@@ -210,11 +222,9 @@ def test_cuda_training_step_copies_only_the_loss(wid: str, transfers: TransferCo
 
 def test_cuda_loader_batch_is_the_only_upload(transfers: TransferCounter) -> None:
     """With a DataLoader(device="cuda") the step adds exactly one H2D: the batch itself."""
-    from benchmarks.workloads import _conv_ae_small
-
     images = np.random.default_rng(0).random((64, 1, 28, 28), dtype=np.float32)
     loader = DataLoader(TensorDataset(images), batch_size=32, shuffle=True, seed=0, device="cuda")
-    model = _conv_ae_small(tnn).to("cuda")
+    model = _workloads()._conv_ae_small(tnn).to("cuda")
     opt = ta.optim.Adam(model.parameters(), lr=1e-3)
 
     def step(x: ta.Tensor) -> float:
