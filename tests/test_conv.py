@@ -492,16 +492,32 @@ def test_workspace_limit_from_environment():
 
 def test_forward_columns_reused_and_image_needs_no_col2im(count_kernel_calls):
     rng = np.random.default_rng(14)
-    x = Tensor(rng.standard_normal((2, 3, 8, 8)))  # first layer: the image needs no gradient
+    x = Tensor(rng.standard_normal((2, 3, 9, 9)))  # first layer: the image needs no gradient
     (w,) = leaves(rng.standard_normal((4, 3, 3, 3)))
-    y = conv2d(x, w, padding=1)
-    assert count_kernel_calls["im2col"] == 1
+    y = conv2d(x, w, stride=3)  # windows tile x: the column buffer is as big as x, so it is kept
+    assert count_kernel_calls["im2col"] == 1 and y.creator.col is not None
     y.sum().backward()
     assert count_kernel_calls == {**count_kernel_calls, "im2col": 1, "col2im": 0}
     with tinyae.no_grad():  # inference keeps nothing
         fn = C.Conv2d(C._Geometry((1, 1), (1, 1), (1, 1), 1), save_col=False)
         fn(x, w)
         assert fn.col is None
+
+
+def test_large_columns_recomputed_not_kept(count_kernel_calls):
+    """A 3x3 stride-1 conv's buffer is 9x its input: the backward unfolds x again instead."""
+    rng = np.random.default_rng(21)
+    x, w = leaves(rng.standard_normal((2, 3, 8, 8)), rng.standard_normal((4, 3, 3, 3)))
+    y = conv2d(x, w, padding=1)
+    assert y.creator.col is None
+    gy = rng.standard_normal(y.shape)
+    y.backward(Tensor(gy))
+    assert count_kernel_calls["im2col"] == 2
+    kept = C.Conv2d(C._Geometry((1, 1), (1, 1), (1, 1), 1), save_col=True)  # the same, keeping col
+    x2, w2 = leaves(x.numpy(), w.numpy())
+    kept(x2, w2).backward(Tensor(gy))
+    np.testing.assert_allclose(w.grad.numpy(), w2.grad.numpy(), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(x.grad.numpy(), x2.grad.numpy(), rtol=1e-13, atol=1e-13)
 
 
 def test_conv_transpose2d_backward_unfolds_gy_once(count_kernel_calls):
@@ -522,6 +538,130 @@ def test_frozen_weight_keeps_no_columns(count_kernel_calls):
     assert y.creator.col is None
     y.sum().backward()
     assert count_kernel_calls["im2col"] == 1 and count_kernel_calls["col2im"] == 1
+
+
+# --------------------------------------------------------------------------- stride 1: the flipped kernel
+# At stride 1 a transposed conv may run as a conv2d with the flipped kernel (C._as_flipped_conv picks
+# it when the transposed conv has fewer input than output channels). Both forms are checked on the
+# same grid, against the loops, central differences and each other.
+FLIP_GRID = [
+    dict(stride=1, padding=p, dilation=d, groups=g, output_padding=op, bias=(i % 2 == 0))
+    for i, (p, d, g, op) in enumerate(itertools.product((0, 1, 2), (1, 2), (1, 2), (0, 1)))
+    if op < d  # output_padding < max(stride, dilation) with stride 1
+]
+
+
+@pytest.fixture(params=["flipped", "transposed"])
+def stride1_form(request, monkeypatch):
+    """Force one form of every stride-1 transposed conv (the flipped one wherever it is possible)."""
+    rule = C._flip_possible if request.param == "flipped" else (lambda geom, w_shape: False)
+    monkeypatch.setattr(C, "_as_flipped_conv", rule)
+    return request.param
+
+
+def flip_case(cfg, rng):
+    """(x, w, b, kwargs, geometry) for a stride-1 conv_transpose2d: x (2, 4, 5, 4), kernel (3, 2)."""
+    kw = {k: v for k, v in cfg.items() if k != "bias"}
+    x, w = rng.standard_normal((2, 4, 5, 4)), rng.standard_normal((4, 3, 3, 2))
+    b = rng.standard_normal(3 * cfg["groups"]) if cfg["bias"] else None
+    geom = C._Geometry((1, 1), pair(kw["padding"]), pair(kw["dilation"]), kw["groups"])
+    return x, w, b, kw, geom
+
+
+@pytest.mark.parametrize("cfg", FLIP_GRID, ids=cfg_id)
+def test_stride1_conv_transpose2d_both_forms(stride1_form, count_kernel_calls, cfg):
+    x, w, b, kw, geom = flip_case(cfg, np.random.default_rng(22))
+    if not convt_out_ok(x, w, kw):
+        pytest.skip("output size not positive for this config")
+    y, grads, gy = forward_backward(conv_transpose2d, x, w, b, kw)
+    np.testing.assert_allclose(y, ref_conv_transpose2d(x, w, b, **kw), rtol=1e-12, atol=1e-12)
+    flipped = stride1_form == "flipped" and C._flip_possible(geom, w.shape)
+    assert count_kernel_calls["col2im"] == (0 if flipped else 1)  # the flipped form never folds
+    # The transposed-conv Function itself, called directly: the same output and gradients.
+    tx, tw, tb = leaves(x, w, b)
+    direct = C.ConvTranspose2d(geom, y.shape[2:])(*(t for t in (tx, tw, tb) if t is not None))
+    direct.backward(Tensor(gy))
+    np.testing.assert_allclose(direct.numpy(), y, rtol=1e-12, atol=1e-12)
+    for g, d in zip(grads, [t.grad.numpy() for t in (tx, tw, tb) if t is not None]):
+        np.testing.assert_allclose(g, d, rtol=1e-12, atol=1e-12)
+    inputs = [t for t in leaves(x, w, b) if t is not None]
+    assert tinyae.gradcheck(lambda *a: conv_transpose2d(*a, **kw), inputs)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(padding=1, dilation=1, groups=1, output_padding=0, bias=True),
+        dict(padding=0, dilation=2, groups=2, output_padding=1, bias=False),
+        dict(padding=2, dilation=2, groups=1, output_padding=1, bias=True),
+    ],
+    ids=cfg_id,
+)
+def test_stride1_flipped_form_gradgradcheck(stride1_form, cfg):
+    rng = np.random.default_rng(23)
+    kw = {k: v for k, v in cfg.items() if k != "bias"}
+    g = cfg["groups"]
+    x, w = rng.standard_normal((1, 2, 3, 3)), rng.standard_normal((2, 2, 2, 3))
+    b = rng.standard_normal(2 * g) if cfg["bias"] else None
+    inputs = [t for t in leaves(x, w, b) if t is not None]
+    assert tinyae.gradgradcheck(lambda *a: conv_transpose2d(*a, **kw), inputs)
+
+
+def test_flip_kernel_formula_inverse_and_gradients():
+    rng = np.random.default_rng(24)
+    w = rng.standard_normal((4, 3, 2, 3))  # (C, Cog, KH, KW), 2 groups of 2 input channels
+    got = C.FlipKernel(2)(Tensor(w)).numpy()
+    assert got.shape == (6, 2, 2, 3)
+    for g, o, c, u, v in itertools.product(range(2), range(3), range(2), range(2), range(3)):
+        assert got[g * 3 + o, c, u, v] == w[g * 2 + c, o, 1 - u, 2 - v]
+    np.testing.assert_array_equal(C.FlipKernel(2)(Tensor(got)).numpy(), w)  # its own inverse
+    (tw,) = leaves(w)
+    assert tinyae.gradcheck(lambda a: C.FlipKernel(2)(a), [tw])
+    assert tinyae.gradgradcheck(lambda a: C.FlipKernel(2)(a) * C.FlipKernel(2)(a), [tw])
+
+
+@pytest.mark.parametrize(
+    "xshape, wshape, kw",
+    [
+        ((2, 6, 7, 6), (1, 6, 3, 3), dict(padding=1)),  # a decoder's last layer: many -> 1 channel
+        ((2, 6, 7, 6), (2, 3, 3, 2), dict(padding=(2, 1), dilation=2, groups=2)),
+        ((2, 70, 6, 5), (2, 70, 3, 3), dict(padding=1)),  # many rows per group: one-GEMM weight grad
+        ((2, 6, 7, 6), (4, 6, 3, 3), dict(padding=(3, 1))),  # padding > DH*(KH-1) - 0: no flipped form
+    ],
+)
+def test_conv2d_stride1_input_gradient_matches_torch(xshape, wshape, kw, count_kernel_calls, torch):
+    """conv2d with fewer output than input channels: its input gradient is a flipped-kernel conv."""
+    rng = np.random.default_rng(25)
+    x, w, b = rng.standard_normal(xshape), rng.standard_normal(wshape), rng.standard_normal(wshape[0])
+    y, grads, gy = forward_backward(conv2d, x, w, b, kw)
+    assert_all_close((y, grads), torch_results(torch, "conv", x, w, b, kw, gy), 1e-11, 1e-11)
+    geom = C._Geometry((1, 1), pair(kw["padding"]), pair(kw.get("dilation", 1)), kw.get("groups", 1))
+    assert count_kernel_calls["col2im"] == (0 if C._as_flipped_conv(geom, wshape) else 1)
+
+
+def test_double_backward_through_flipped_form_matches_torch(torch):
+    """A gradient penalty through conv(32 -> ... -> 1)-like layers: second derivatives of the flipped form."""
+    rng = np.random.default_rng(26)
+    arrays = [rng.standard_normal(s) for s in ((2, 4, 6, 5), (1, 4, 3, 3), (1,), (1, 2, 2, 2))]
+
+    def model(lib, conv, convt, x, w1, b1, w2):
+        h = lib.tanh(conv(x, w1, b1, padding=1))  # input gradient: flipped form (4 -> 1 channels)
+        return convt(h, w2, padding=1, dilation=2).sum()  # stride 1, 1 -> 2 channels: flipped form
+
+    ours = leaves(*arrays)
+    d = model(tinyae, conv2d, conv_transpose2d, *ours)
+    (gx,) = tinyae.grad(d, ours[0], create_graph=True)
+    ((gx * gx).sum()).backward()
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    F = torch.nn.functional
+    td = model(torch, F.conv2d, F.conv_transpose2d, *theirs)
+    (tgx,) = torch.autograd.grad(td, theirs[0], create_graph=True)
+    ((tgx * tgx).sum()).backward()
+    np.testing.assert_allclose(gx.numpy(), tgx.detach().numpy(), rtol=1e-10, atol=1e-10)
+    for name, a, t in zip(("x", "w1", "b1", "w2"), ours, theirs):
+        tg = np.zeros(a.shape) if t.grad is None else t.grad.numpy()
+        ag = np.zeros(a.shape) if a.grad is None else a.grad.numpy()
+        np.testing.assert_allclose(ag, tg, rtol=1e-9, atol=1e-10, err_msg=f"second-order gradient of {name}")
 
 
 # --------------------------------------------------------------------------- kernel backends

@@ -37,17 +37,24 @@ backward, e.g. a gradient penalty through a convolutional discriminator) works f
 A transposed convolution's output size is ambiguous (several H_out give the same conv size), so the
 internal ops always receive the output size explicitly and never infer it.
 
-**Memory.** The column buffer is KH*KW times the input. A batch whose buffer would exceed the
-workspace limit (:func:`set_workspace_limit`, env ``TINYAE_WORKSPACE_MB``, default 256 MB) is
-processed in chunks along N; the results are identical. When the forward's buffer fits under the
-limit and the weight needs a gradient, it is kept for the weight gradient instead of recomputed.
+**Stride 1: the flipped kernel.** At stride 1 a transposed conv is also a plain conv of x with the
+kernel turned by 180 degrees and its channel axes swapped (``FlipKernel``), padded by
+DH*(KH-1) - PH. That form unfolds x (C rows per tap) instead of producing W^T @ x (C_out rows per
+tap), so it is used when the transposed conv has fewer input than output channels: the input
+gradient of a conv with few output channels, e.g. a decoder's last layer (see ``_as_flipped_conv``).
+
+**Memory.** The column buffer is KH*KW / (SH*SW) times the input. A batch whose buffer would exceed
+the workspace limit (:func:`set_workspace_limit`, env ``TINYAE_WORKSPACE_MB``, default 32 MB) is
+processed in chunks along N, one chunk's buffer alive at a time; the results are identical. The
+forward's buffer is kept for the weight gradient only when it is not much bigger than x (see
+``_KEEP_COL_RATIO``); otherwise the backward unfolds x again, chunk by chunk. What a training step
+holds between its forward and backward is then what PyTorch holds: each layer's input.
 
 **Speed.** Every multiply is one BLAS GEMM per group: either per sample, straight between NCHW
 arrays (few rows per group, Kg), or over the whole batch in the channel-major layout
-(G, C/G, N*P) (many rows; see ``_PER_SAMPLE_MAX_K``). Buffers needed twice are made once: the
-forward's columns for the weight gradient, the channel-major gy for both conv gradients, the
-channel-major x of a transposed conv for its weight gradient, and im2col(gy) for both gradients
-of a transposed conv. Inputs that need no gradient get none (a first layer's image is never folded).
+(G, C/G, N*P) (many rows; see ``_PER_SAMPLE_MAX_K``). Buffers needed twice within one backward are
+made once: the channel-major gy for both conv gradients, and im2col(gy) for both gradients of a
+transposed conv. Inputs that need no gradient get none (a first layer's image is never folded).
 """
 
 from __future__ import annotations
@@ -78,7 +85,9 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------ workspace limit
-_DEFAULT_WORKSPACE_MB = 256.0
+# 32 MB: on W1-W5 (shared/bench/workloads.md) as fast as 256 MB (per-chunk GEMMs stay large), and a
+# decoder's last 3x3 conv (32 channels, 128 x 28 x 28) no longer allocates its whole 115 MB buffer.
+_DEFAULT_WORKSPACE_MB = 32.0
 
 
 def _limit_from_env() -> int:
@@ -122,6 +131,19 @@ def _chunks(n: int, bytes_per_sample: int) -> list[tuple[int, int]]:
     """Split range(n) into consecutive [start, stop) slices whose buffers stay under the cap."""
     step = max(1, _workspace_limit // max(bytes_per_sample, 1))
     return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+# The forward's column buffer is kept for the weight gradient only when it is at most
+# _KEEP_COL_RATIO times the input x (which the backward keeps anyway): a 1x1 kernel, or a stride
+# at least as large as the kernel. A bigger one (a 3x3 stride-1 conv's is 9x its input, stride 2
+# 2.25x) is cheaper to recompute in the backward (one im2col, ~3% of the layer's time; measured:
+# no slower on W1-W5, where the kept buffers would be held through every later layer and add to
+# the peak). PyTorch keeps only x, too.
+_KEEP_COL_RATIO = 2.0
+
+
+def _small_enough_to_keep(col_bytes: int, x_bytes: int) -> bool:
+    return col_bytes <= _KEEP_COL_RATIO * x_bytes
 
 
 # ------------------------------------------------------------------ geometry
@@ -186,7 +208,11 @@ class Conv2d(Function):
     """y = conv2d(x, W) + b on arrays; backward with conv_transpose2d and Conv2dWeightGrad.
 
     ``save_col``: keep the forward's column buffer for the weight gradient (when it fits the cap).
+    Backward reads x only for dL/dW and W only for dL/dx (callers that know which gradients are
+    needed narrow ``needs_inputs`` further); of b only the shape.
     """
+
+    needs_inputs = (True, True, False)
 
     def __init__(self, geom: _Geometry, save_col: bool = False) -> None:
         self.geom, self.save_col = geom, save_col
@@ -220,6 +246,7 @@ class Conv2d(Function):
                     out += bias
             if self.save_col and len(chunks) == 1:
                 self.col = col
+            del col  # before the next chunk's buffer exists: one chunk in memory at a time
         return y
 
     def backward(self, gy):
@@ -227,8 +254,10 @@ class Conv2d(Function):
         need_x, need_w = self.needs_input_grad[:2]
         gx = gw = gb = None
         g, kg = self.geom.groups, w.shape[1] * w.shape[2] * w.shape[3]
-        # Both gradients multiply gy in the channel-major layout: transpose it once for both.
-        gy_cm = _channel_major(gy.data, g) if _one_gemm(kg) and need_x and need_w else None
+        # Both gradients multiply gy in the channel-major layout: transpose it once for both (unless
+        # the input gradient is a flipped-kernel conv, which unfolds gy instead).
+        share = _one_gemm(kg) and need_x and need_w and not _as_flipped_conv(self.geom, w.shape)
+        gy_cm = _channel_major(gy.data, g) if share else None
         if need_x:
             # The adjoint of "unfold, then multiply by W": multiply by W^T, then fold back.
             gx = _conv_transpose2d(gy, w, None, self.geom, x.shape[2:], x_cm=gy_cm)
@@ -245,14 +274,15 @@ class ConvTranspose2d(Function):
 
     ``x`` (N, C, H, W) may be smaller than the conv size of ``out_hw`` (when output_padding >=
     stride, possible with dilation > stride); the extra rows and columns are zeros.
-    ``x_cm``: x already in the channel-major layout, if the caller has it; ``keep_x_cm``: keep
-    that layout for the weight gradient.
+    ``x_cm``: x already in the channel-major layout, if the caller has it. (It is not kept for
+    the weight gradient, which transposes x again: as big as x, it would be held through every
+    later layer, for a copy that costs ~1% of the layer's time.)
     """
 
-    def __init__(
-        self, geom: _Geometry, out_hw: tuple[int, int], x_cm: Any = None, keep_x_cm: bool = False
-    ) -> None:
-        self.geom, self.out_hw, self.x_cm, self.keep_x_cm = geom, out_hw, x_cm, keep_x_cm
+    needs_inputs = (True, True, False)  # as Conv2d: x for dL/dW, W for dL/dx, b never
+
+    def __init__(self, geom: _Geometry, out_hw: tuple[int, int], x_cm: Any = None) -> None:
+        self.geom, self.out_hw, self.x_cm = geom, out_hw, x_cm
 
     def forward(self, x, w, b=None):
         xp = get_array_module(x)
@@ -283,13 +313,15 @@ class ConvTranspose2d(Function):
                 img = padded[n0:n1].reshape(m, g, cig, p)
                 xp.matmul(wt, img, out=col.reshape(g, kg, m, p).transpose(2, 0, 1, 3))
             part = kernels.col2im(col, out_h, out_w, *self.geom.kernel_args())  # (m, C_out, OH, OW)
+            del col  # before the next chunk's buffer exists: one chunk in memory at a time
             if y is None:
                 y = part
             else:
                 y[n0:n1] = part
+            del part
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
-        self.x_cm = x_cm if self.keep_x_cm else None
+        self.x_cm = None
         return y
 
     def backward(self, gy):
@@ -304,10 +336,9 @@ class ConvTranspose2d(Function):
         if need_w:
             # y = col2im(W^T x) means <gy, y> = <im2col(gy), W^T x>: the conv weight gradient with
             # the roles swapped (gy is the image, x the output gradient).
-            gw = Conv2dWeightGrad(self.geom, w.shape[2:], col=col, gout_cm=self.x_cm)(gy, x)
+            gw = Conv2dWeightGrad(self.geom, w.shape[2:], col=col)(gy, x)
         if len(self.inputs) == 3 and self.needs_input_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
-        self.x_cm = None
         return gx, gw, gb
 
 
@@ -353,6 +384,8 @@ class Conv2dWeightGrad(Function):
             else:  # per sample: (m, G, Cog, P) @ (m, G, P, Kg), then summed over the samples
                 cols_t = col.reshape(g, kg, m, p).transpose(2, 0, 3, 1)
                 gw += xp.matmul(gout[n0:n1].reshape(m, g, cog, p), cols_t).sum(axis=0)
+                del cols_t
+            del col  # before the next chunk's buffer exists: one chunk in memory at a time
         self.col = self.gout_cm = None
         return gw.reshape(g * cog, c // g, kh, kw)
 
@@ -368,6 +401,8 @@ class Conv2dWeightGrad(Function):
 
 class Linear(Function):
     """y = x @ W^T + b for x (M, in), W (out, in); gx = gy @ W, gW = gy^T @ x, gb = sum of gy over M."""
+
+    needs_inputs = (True, True, False)  # x for gW, W for gx, b never (``linear`` narrows it per call)
 
     def forward(self, x, w, b=None):
         y = x @ w.T  # (M, out); BLAS reads W transposed, no copy
@@ -385,18 +420,98 @@ class Linear(Function):
 
 # ------------------------------------------------------------------ internal Tensor-level ops
 def _conv2d(x: Tensor, w: Tensor, b: Tensor | None, geom: _Geometry) -> Tensor:
-    """Conv2d on validated tensors; keeps its column buffer when the weight will need a gradient."""
-    save = is_grad_enabled() and w.requires_grad
-    return Conv2d(geom, save_col=save)(*((x, w) if b is None else (x, w, b)))
+    """Conv2d on validated tensors; keeps its column buffer when the weight will need a gradient
+    and the buffer is small (:func:`_small_enough_to_keep`)."""
+    n, c, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    oh, ow = geom.conv_out(h, wd, kh, kw)
+    col_bytes = c * kh * kw * n * oh * ow * x.dtype.itemsize
+    save = (
+        is_grad_enabled() and w.requires_grad and _small_enough_to_keep(col_bytes, x.size * x.dtype.itemsize)
+    )
+    fn = Conv2d(geom, save_col=save)
+    fn.needs_inputs = (w.requires_grad, x.requires_grad, False)  # x only for dL/dW, W only for dL/dx
+    return fn(*((x, w) if b is None else (x, w, b)))
 
 
 def _conv_transpose2d(
     x: Tensor, w: Tensor, b: Tensor | None, geom: _Geometry, out_hw: Any, x_cm: Any = None
 ) -> Tensor:
-    """ConvTranspose2d on validated tensors, with the output size given explicitly."""
-    keep = is_grad_enabled() and w.requires_grad
-    fn = ConvTranspose2d(geom, (int(out_hw[0]), int(out_hw[1])), x_cm=x_cm, keep_x_cm=keep)
+    """ConvTranspose2d on validated tensors, with the output size given explicitly.
+
+    At stride 1 it may run as a conv2d with the flipped kernel instead (see :func:`_as_flipped_conv`).
+    """
+    if _as_flipped_conv(geom, w.shape):
+        return _flipped_conv(x, w, b, geom, out_hw)
+    fn = ConvTranspose2d(geom, (int(out_hw[0]), int(out_hw[1])), x_cm=x_cm)
+    fn.needs_inputs = (w.requires_grad, x.requires_grad, False)  # x only for dL/dW, W only for dL/dx
     return fn(*((x, w) if b is None else (x, w, b)))
+
+
+class FlipKernel(Function):
+    """W (C, Cog, KH, KW) -> W' (G*Cog, C/G, KH, KW): per group, the two channel axes swapped and the
+    kernel turned by 180 degrees, ``W'[g*Cog + o, c, u, v] = W[g*C/G + c, o, KH-1-u, KW-1-v]``.
+
+    A permutation of the entries that is its own inverse (doing it twice gives W back), so the
+    adjoint, the backward, is the same map.
+    """
+
+    needs_inputs = False
+
+    def __init__(self, groups: int) -> None:
+        self.groups = groups
+
+    def forward(self, w):
+        c, cog, kh, kw = w.shape
+        g = self.groups
+        t = w.reshape(g, c // g, cog, kh, kw).transpose(0, 2, 1, 3, 4)  # (G, Cog, C/G, KH, KW)
+        t = t[..., ::-1, ::-1]  # the kernel turned by 180 degrees
+        return get_array_module(w).ascontiguousarray(t).reshape(g * cog, c // g, kh, kw)
+
+    def backward(self, gw):
+        return FlipKernel(self.groups)(gw)
+
+
+def _flip_possible(geom: _Geometry, w_shape: tuple[int, ...]) -> bool:
+    """Whether a transposed conv with weight (C, Cog, KH, KW) equals a conv with the flipped kernel.
+
+    At stride 1, ``conv_transpose2d(x, W)`` is ``conv2d(x, FlipKernel(W))`` with padding
+    DH*(KH-1) - PH, which must not be negative: output pixel i gets ``sum_u W[u] x[i + PH - u*DH]``,
+    a correlation with the reversed kernel.
+    """
+    kh, kw = w_shape[2:]
+    (dh, dw), (ph, pw) = geom.dilation, geom.padding
+    return geom.stride == (1, 1) and ph <= dh * (kh - 1) and pw <= dw * (kw - 1)
+
+
+def _as_flipped_conv(geom: _Geometry, w_shape: tuple[int, ...]) -> bool:
+    """Whether a transposed conv with weight (C, Cog, KH, KW) runs as a flipped-kernel conv.
+
+    When both forms are possible they differ in their buffer: the transposed conv's W^T @ x has
+    Cog*KH*KW rows per group, the conv's im2col(x) C/G*KH*KW. Fewer rows means less memory and
+    less traffic (the input gradient of a decoder's last conv, 32 -> 1 channels, batch 128 at
+    28x28: a 3.6 MB buffer instead of 115 MB, ~10x faster). With equal channel counts neither
+    wins consistently (within 15% either way on 32 and 64 channels), so the transposed conv stays.
+    """
+    c, cog = w_shape[:2]
+    return _flip_possible(geom, w_shape) and c // geom.groups < cog
+
+
+def _flipped_conv(x: Tensor, w: Tensor, b: Tensor | None, geom: _Geometry, out_hw: Any) -> Tensor:
+    """A stride-1 ``conv_transpose2d(x, W)`` computed as ``conv2d(x, FlipKernel(W))``.
+
+    Differentiable in x, W and b like any conv (double backward included). The output rows past
+    the smallest output size (output_padding, possible at stride 1 when DH > 1) read x beyond its
+    last row: x is zero-padded there.
+    """
+    (dh, dw), (ph, pw) = geom.dilation, geom.padding
+    kh, kw = w.shape[2:]
+    conv_geom = _Geometry((1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), geom.dilation, geom.groups)
+    extra_h = int(out_hw[0]) - (x.shape[2] + dh * (kh - 1) - 2 * ph)  # output_padding
+    extra_w = int(out_hw[1]) - (x.shape[3] + dw * (kw - 1) - 2 * pw)
+    if extra_h or extra_w:
+        x = pad(x, (0, extra_w, 0, extra_h))
+    return _conv2d(x, FlipKernel(geom.groups)(w), b, conv_geom)
 
 
 def _crop(y: Tensor, out_hw: Any) -> Tensor:
@@ -658,8 +773,10 @@ def linear(
             f"got {bias.shape}"
         )
     args = (weight,) if bias is None else (weight, bias)
+    fn = Linear()
+    fn.needs_inputs = (weight.requires_grad, x.requires_grad, False)  # x only for gW, W only for gx
     if x.ndim == 2:
-        return Linear()(x, *args)
+        return fn(x, *args)
     lead = x.shape[:-1]
-    y = Linear()(reshape(x, (-1, weight.shape[1])), *args)  # (M, out), M = prod(lead)
+    y = fn(reshape(x, (-1, weight.shape[1])), *args)  # (M, out), M = prod(lead)
     return reshape(y, (*lead, weight.shape[0]))
