@@ -23,6 +23,8 @@ RECIPES: dict[str, str] = {
     "ae": "tinyae.train.autoencoders:AutoencoderRecipe",
     "conv-ae": "tinyae.train.autoencoders:ConvAutoencoderRecipe",
     "denoise": "tinyae.train.autoencoders:DenoiseRecipe",
+    "stacked-ae": "tinyae.train.stacked:StackedRecipe",
+    "transfer": "tinyae.train.transfer:TransferRecipe",
 }
 
 
