@@ -6,9 +6,9 @@
 # Expects a GPU machine whose Python already has numpy, cupy (the wheel matching the CUDA
 # driver: cupy-cuda11x / cupy-cuda12x / cupy-cuda13x), pytest and, for the benchmark
 # comparison, torch with CUDA. It installs nothing but the project itself, and only when the
-# C++ CPU kernels are not built yet and the build tools are there
-# (pip install --no-build-isolation --no-deps -e .); otherwise the CPU side of the tests uses
-# the NumPy twin (TINYAE_KERNELS=numpy). The GPU code does not depend on that extension.
+# C++ CPU kernels are not built yet, the build tools are there and tinyae is not installed from
+# another folder (pip install --no-build-isolation --no-deps -e .); otherwise the CPU side of
+# the tests uses the NumPy twin (TINYAE_KERNELS=numpy). The GPU code does not need the extension.
 #
 # Steps: 1. is a GPU usable (else exit 2 with the reason)  2. C++ kernels  3. python -m tinyae info
 #        4. every CUDA test: tests/test_gpu.py and the CUDA kernel tests first, then the cuda
@@ -17,7 +17,8 @@
 #
 # Settings (environment): PYTHON (default python), GPU_CHECK_BUDGET (seconds, default 300),
 # GPU_CHECK_OUT (logs and the report; default $OUT if set, else a new temporary folder),
-# GPU_CHECK_MEMORY=1 (also measure peak GPU memory: fresh subprocesses, slower).
+# GPU_CHECK_MEMORY=1 (also measure peak GPU memory: fresh subprocesses, slower),
+# GPU_CHECK_BUILD=0 / 1 (never / always build the C++ kernels when they are missing).
 #
 # Exit status: 0 everything passed; 1 a test failed; 2 no usable GPU; 3 the benchmark report
 # failed; 124 the time budget ran out before the tests finished.
@@ -38,9 +39,11 @@ seconds_left() { echo $((BUDGET - (SECONDS - START))); }
 capped() {
     local reserve=$1
     shift
-    local limit=$(($(seconds_left) - reserve))
+    local left
+    left=$(seconds_left)
+    local limit=$((left - reserve))
     if ((limit < 15)); then
-        echo "not started: only ${limit}s of the ${BUDGET}s budget left"
+        echo "skipped: $((left > 0 ? left : 0))s of the ${BUDGET}s budget left, ${reserve}s kept for later steps"
         return 124
     fi
     timeout --kill-after=10 "$limit" "$@"
@@ -70,9 +73,23 @@ echo "CuPy sees a GPU"
 
 # -------------------------------------------------------------------------- 2. C++ kernels
 say "2. C++ CPU kernels (the CPU side of the comparisons)"
+# Where pip has tinyae installed from ("" when it is not installed): a build here re-points an
+# editable install, so it is done only for this checkout (or with GPU_CHECK_BUILD=1).
+installed_from=$("$PYTHON" -c '
+import importlib.metadata as md, json
+try:
+    text = md.distribution("tinyae").read_text("direct_url.json") or "{}"
+    print(json.loads(text).get("url", "site-packages"))
+except md.PackageNotFoundError:
+    print("")' 2>/dev/null)
+build=${GPU_CHECK_BUILD:-auto}
+if [[ "$build" == auto && -n "$installed_from" && "$installed_from" != "file://$(pwd)" ]]; then
+    build=0
+    echo "tinyae is installed from $installed_from, not from here: not rebuilding (GPU_CHECK_BUILD=1 forces it)"
+fi
 if "$PYTHON" -c 'import tinyae._C' 2>/dev/null; then
     echo "built"
-elif command -v cmake >/dev/null && command -v c++ >/dev/null &&
+elif [[ "$build" != 0 ]] && command -v cmake >/dev/null && command -v c++ >/dev/null &&
     "$PYTHON" -c 'import scikit_build_core, pybind11' 2>/dev/null; then
     echo "building: pip install --no-build-isolation --no-deps -e . (log: $OUT_DIR/build.log)"
     if capped 200 "$PYTHON" -m pip install --no-build-isolation --no-deps -e . >"$OUT_DIR/build.log" 2>&1 &&
@@ -84,7 +101,7 @@ elif command -v cmake >/dev/null && command -v c++ >/dev/null &&
         export TINYAE_KERNELS=numpy
     fi
 else
-    echo "not built and no build tools (cmake, c++, scikit-build-core, pybind11): using the NumPy twin"
+    echo "not built, and not building it here: using the NumPy twin"
     export TINYAE_KERNELS=numpy
 fi
 
