@@ -29,7 +29,8 @@ B = np.array([[0.5, -0.3, 1.0], [0.2, 0.9, -0.6]])
 
 
 def f_tinyae(w: Tensor, m: Tensor, sign: float = 1.0) -> Tensor:
-    r = A * m - B
+    # The constants go where the parameters are (a NumPy array next to a GPU tensor is an error).
+    r = Tensor(A, device=m.device) * m - Tensor(B, device=m.device)
     return sign * ((1 - w[0]) ** 2 + 5 * (w[1] - w[0] ** 2) ** 2 + 0.5 * (r * r).sum())
 
 
