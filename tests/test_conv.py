@@ -472,6 +472,31 @@ def test_chunked_equals_unchunked(gemm_path, kind, count_kernel_calls, restore_w
         np.testing.assert_allclose(a, b_, rtol=1e-12, atol=1e-12)
 
 
+def test_cpu_chunks_are_cache_sized(count_kernel_calls, monkeypatch):
+    """On the CPU no column buffer exceeds _CPU_CHUNK_BYTES (above one sample's), whatever the cap."""
+    rng = np.random.default_rng(27)
+    x, w, b = leaves(
+        rng.standard_normal((6, 4, 9, 8)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
+    )
+    y, grads, gy = forward_backward(conv2d, x.numpy(), w.numpy(), b.numpy(), dict(padding=1))
+    one_sample = 4 * 9 * 9 * 8 * 8  # rows * OH * OW * 8 bytes
+    monkeypatch.setattr(C, "_CPU_CHUNK_BYTES", 2 * one_sample)
+    count_kernel_calls.update(im2col=0, col2im=0, max_col_bytes=0)
+    y2, grads2, _ = forward_backward(conv2d, x.numpy(), w.numpy(), b.numpy(), dict(padding=1))
+    assert count_kernel_calls["max_col_bytes"] == 2 * one_sample
+    assert count_kernel_calls["im2col"] == 2 * 3 and count_kernel_calls["col2im"] == 3  # 3 chunks
+    for a, b_ in zip([y2, *grads2], [y, *grads]):
+        np.testing.assert_allclose(a, b_, rtol=1e-13, atol=1e-13)
+
+
+def test_channel_sum_is_the_bias_gradient():
+    rng = np.random.default_rng(28)
+    (gy,) = leaves(rng.standard_normal((3, 4, 5, 2)))
+    np.testing.assert_allclose(C.ChannelSum()(gy).numpy(), gy.numpy().sum(axis=(0, 2, 3)), rtol=1e-14)
+    assert tinyae.gradcheck(lambda a: C.ChannelSum()(a), [gy])
+    assert tinyae.gradgradcheck(lambda a: C.ChannelSum()(a * a), [gy])
+
+
 def test_workspace_limit_setting(restore_workspace_limit):
     previous = C.set_workspace_limit(1234)
     assert C.get_workspace_limit() == 1234

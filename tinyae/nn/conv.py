@@ -45,9 +45,11 @@ gradient of a conv with few output channels, e.g. a decoder's last layer (see ``
 
 **Memory.** The column buffer is KH*KW / (SH*SW) times the input. A batch whose buffer would exceed
 the workspace limit (:func:`set_workspace_limit`, env ``TINYAE_WORKSPACE_MB``, default 32 MB) is
-processed in chunks along N, one chunk's buffer alive at a time; the results are identical. The
-forward's buffer is kept for the weight gradient only when it is not much bigger than x (see
-``_KEEP_COL_RATIO``); otherwise the backward unfolds x again, chunk by chunk. What a training step
+processed in chunks along N, one chunk's buffer alive at a time; the results are identical. On
+the CPU chunks are smaller still, cache-sized (``_CPU_CHUNK_BYTES``, 2 MB), which is faster: each
+chunk's columns are read back while still in the cache. The forward's buffer is kept for the
+weight gradient only when it is not much bigger than x (see ``_KEEP_COL_RATIO``) and fits in one
+chunk; otherwise the backward unfolds x again, chunk by chunk. What a training step
 holds between its forward and backward is then what PyTorch holds: each layer's input.
 
 **Speed.** Every multiply is one BLAS GEMM per group: either per sample, straight between NCHW
@@ -65,11 +67,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from tinyae import kernels
-from tinyae.backend import get_array_module
+from tinyae.backend import get_array_module, is_cupy_array
 from tinyae.kernels import out_size
 from tinyae.ops.arithmetic import matmul
 from tinyae.ops.index import getitem
-from tinyae.ops.shape import pad, reshape, squeeze, transpose, unsqueeze
+from tinyae.ops.shape import broadcast_to, pad, reshape, squeeze, transpose, unsqueeze
 from tinyae.tensor import Function, Tensor, is_grad_enabled
 
 __all__ = [
@@ -81,6 +83,7 @@ __all__ = [
     "Conv2d",
     "ConvTranspose2d",
     "Conv2dWeightGrad",
+    "ChannelSum",
     "Linear",
 ]
 
@@ -127,9 +130,21 @@ def get_workspace_limit() -> int:
     return _workspace_limit
 
 
-def _chunks(n: int, bytes_per_sample: int) -> list[tuple[int, int]]:
-    """Split range(n) into consecutive [start, stop) slices whose buffers stay under the cap."""
-    step = max(1, _workspace_limit // max(bytes_per_sample, 1))
+# On the CPU a chunk's columns are also kept small enough to stay in the cache between being
+# written (by im2col, or by the GEMM of a transposed conv) and read back (by the GEMM, or col2im):
+# streaming a 15-30 MB buffer through main memory twice cost up to 20% of a layer's time (L2, L3,
+# W3, W5 of shared/bench/workloads.md: 1, 2 and 4 MB chunks alike, 32 MB clearly slower). A GPU
+# wants few, large launches instead, so there only the workspace limit applies.
+_CPU_CHUNK_BYTES = 2 * 2**20
+
+
+def _chunks(n: int, bytes_per_sample: int, like: Any) -> list[tuple[int, int]]:
+    """Split range(n) into consecutive [start, stop) slices whose buffers stay under the cap.
+
+    ``like``: an array of the computation (the CPU cap is the smaller one, see _CPU_CHUNK_BYTES).
+    """
+    cap = _workspace_limit if is_cupy_array(like) else min(_workspace_limit, _CPU_CHUNK_BYTES)
+    step = max(1, cap // max(bytes_per_sample, 1))
     return [(i, min(i + step, n)) for i in range(0, n, step)]
 
 
@@ -228,7 +243,7 @@ class Conv2d(Function):
         wm = _contiguous(w).reshape(g, cog, kg)  # (G, Cog, Kg)
         bias = None if b is None else b.reshape(g, cog, 1)  # broadcasts over (n, G, Cog, P)
         y = xp.empty((n, c_out, oh, ow), dtype=x.dtype)
-        chunks = _chunks(n, c * kh * kw * p * x.dtype.itemsize)
+        chunks = _chunks(n, c * kh * kw * p * x.dtype.itemsize, x)
         for n0, n1 in chunks:
             m = n1 - n0
             col = kernels.im2col(x[n0:n1], kh, kw, *self.geom.kernel_args())  # (C, KH, KW, m, OH, OW)
@@ -264,7 +279,7 @@ class Conv2d(Function):
         if need_w:
             gw = Conv2dWeightGrad(self.geom, w.shape[2:], col=self.col, gout_cm=gy_cm)(x, gy)
         if len(self.inputs) == 3 and self.needs_input_grad[2]:
-            gb = gy.sum(axis=(0, 2, 3))
+            gb = ChannelSum()(gy)
         self.col = None
         return gx, gw, gb
 
@@ -300,7 +315,7 @@ class ConvTranspose2d(Function):
             x_cm = self.x_cm  # (G, Cig, N*P), from the caller
         else:
             x_cm = _channel_major(_pad_bottom_right(x, h, wd), g)  # (G, Cig, N*P)
-        chunks = _chunks(n, g * kg * p * x.dtype.itemsize)
+        chunks = _chunks(n, g * kg * p * x.dtype.itemsize, x)
         y = None if len(chunks) == 1 else xp.empty((n, g * cog, out_h, out_w), dtype=x.dtype)
         for n0, n1 in chunks:
             m = n1 - n0
@@ -338,7 +353,7 @@ class ConvTranspose2d(Function):
             # the roles swapped (gy is the image, x the output gradient).
             gw = Conv2dWeightGrad(self.geom, w.shape[2:], col=col)(gy, x)
         if len(self.inputs) == 3 and self.needs_input_grad[2]:
-            gb = gy.sum(axis=(0, 2, 3))
+            gb = ChannelSum()(gy)
         return gx, gw, gb
 
 
@@ -369,9 +384,10 @@ class Conv2dWeightGrad(Function):
         gout_cm = None
         if _one_gemm(kg):
             gout_cm = self.gout_cm if self.gout_cm is not None else _channel_major(gout, g)  # (G, Cog, N*P)
-        gw = xp.zeros((g, cog, kg), dtype=img.dtype)  # (G, Cog, Kg), summed over the chunks
-        gw_t = gw.transpose(0, 2, 1)  # (G, Kg, Cog): a view, the one-GEMM path accumulates into it
-        chunks = [(0, n)] if self.col is not None else _chunks(n, c * kh * kw * p * img.dtype.itemsize)
+        # The one-GEMM path sums gW^T (G, Kg, Cog) over the chunks and transposes it once at the end
+        # (adding into a transposed view of gW instead was as slow as 15% of the GEMM).
+        gw = xp.zeros((g, cog, kg) if gout_cm is None else (g, kg, cog), dtype=img.dtype)
+        chunks = [(0, n)] if self.col is not None else _chunks(n, c * kh * kw * p * img.dtype.itemsize, img)
         for n0, n1 in chunks:
             m = n1 - n0
             if self.col is not None:
@@ -380,13 +396,15 @@ class Conv2dWeightGrad(Function):
                 col = kernels.im2col(img[n0:n1], kh, kw, *self.geom.kernel_args())  # (C, KH, KW, m, OH, OW)
                 col = col.reshape(g, kg, m * p)  # (G, Kg, m*P)
             if gout_cm is not None:  # gW^T += (G, Kg, m*P) @ (G, m*P, Cog): ~10% faster than gout @ col^T
-                gw_t += xp.matmul(col, gout_cm[:, :, n0 * p : n1 * p].transpose(0, 2, 1))
+                gw += xp.matmul(col, gout_cm[:, :, n0 * p : n1 * p].transpose(0, 2, 1))
             else:  # per sample: (m, G, Cog, P) @ (m, G, P, Kg), then summed over the samples
                 cols_t = col.reshape(g, kg, m, p).transpose(2, 0, 3, 1)
                 gw += xp.matmul(gout[n0:n1].reshape(m, g, cog, p), cols_t).sum(axis=0)
                 del cols_t
             del col  # before the next chunk's buffer exists: one chunk in memory at a time
         self.col = self.gout_cm = None
+        if gout_cm is not None:
+            gw = xp.ascontiguousarray(gw.transpose(0, 2, 1))  # (G, Cog, Kg)
         return gw.reshape(g * cog, c // g, kh, kw)
 
     def backward(self, ggw):
@@ -397,6 +415,22 @@ class Conv2dWeightGrad(Function):
         if self.needs_input_grad[1]:
             g_gout = _crop(_conv2d(img, ggw, None, self.geom), gout.shape[2:])
         return g_img, g_gout
+
+
+class ChannelSum(Function):
+    """dL/db = sum of gy (N, C, OH, OW) over (N, OH, OW): the bias gradient, shape (C,).
+
+    ``einsum`` over the (N, C, OH*OW) view reads gy once, ~3x faster than ``sum`` over the axes
+    (0, 2, 3), which NumPy walks with strides. Linear in gy, so its backward broadcasts back.
+    """
+
+    needs_inputs = False
+
+    def forward(self, gy):
+        return get_array_module(gy).einsum("ncp->c", gy.reshape(gy.shape[0], gy.shape[1], -1))
+
+    def backward(self, ggb):
+        return broadcast_to(reshape(ggb, (1, -1, 1, 1)), self.inputs[0].shape)
 
 
 class Linear(Function):

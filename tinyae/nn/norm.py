@@ -42,6 +42,19 @@ from tinyae.tensor import Function, Tensor, is_grad_enabled
 __all__ = ["BatchNormFunction", "batch_norm"]
 
 
+def _channel_sum(a: Any, b: Any = None) -> Any:
+    """sum_A(a), or sum_A(a * b), per channel: shape (C,), with no full-size temporary.
+
+    ``einsum`` over the (N, C, L) view reads the data once (3x faster than ``sum`` over the axes
+    (0, 2, 3) of NCHW, which NumPy walks with strides), and the product is never stored.
+    """
+    xp = backend.get_array_module(a)
+    a3 = a.reshape(a.shape[0], a.shape[1], -1)  # (N, C, L), L = H * W (or L, or 1)
+    if b is None:
+        return xp.einsum("ncl->c", a3)
+    return xp.einsum("ncl,ncl->c", a3, b.reshape(a3.shape))
+
+
 class BatchNormFunction(Function):
     """(x[, w][, b]) -> y = w * x_hat + b with batch statistics (w and b optional, as given).
 
@@ -65,9 +78,10 @@ class BatchNormFunction(Function):
         xp = backend.get_array_module(x)
         w, b = self._params(params)
         bshape = (1, -1) + (1,) * (x.ndim - 2)  # a (C,) vector broadcast over x
-        mu = x.mean(axis=self.axes, keepdims=True)  # (1, C, 1, 1)
+        m = x.size // x.shape[1]  # M
+        mu = (_channel_sum(x) / m).reshape(bshape)  # (1, C, 1, 1)
         y = x - mu  # x - mu, turned into y in place below
-        variance = (y * y).mean(axis=self.axes, keepdims=True)  # (1, C, 1, 1), biased
+        variance = (_channel_sum(y, y) / m).reshape(bshape)  # (1, C, 1, 1), biased
         inv_std = 1 / xp.sqrt(variance + x.dtype.type(self.eps))
         y *= inv_std if w is None else inv_std * w.reshape(bshape)  # w * x_hat
         if b is not None:
@@ -98,8 +112,8 @@ class BatchNormFunction(Function):
             g = gy.data
             x_hat = x.data - self.batch_mean
             x_hat *= self.inv_std
-            gb = g.sum(axis=self.axes)  # (C,)
-            gw = (g * x_hat).sum(axis=self.axes)
+            gb = _channel_sum(g)  # (C,)
+            gw = _channel_sum(g, x_hat)
             gx = None
             if need[0]:
                 t = x_hat  # becomes (dL/db + x_hat * dL/dw) / M, then dL/dx, in place
