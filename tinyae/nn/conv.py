@@ -218,19 +218,64 @@ def _pad_bottom_right(a: Any, h: int, w: int) -> Any:
     return get_array_module(a).pad(a, ((0, 0), (0, 0), (0, dh), (0, dw)))
 
 
+class _WeightGradSum:
+    """gW = gout @ im2col(img)^T per group, summed chunk by chunk over the batch: (C_gout, C_img/G, KH, KW).
+
+    Whoever unfolds ``img`` hands each chunk's columns to :meth:`add`: ``Conv2dWeightGrad``, or the
+    input-gradient conv of a transposed conv, whose columns of gy are exactly what the weight
+    gradient needs (so gy is unfolded once, not twice). ``gout_cm``: gout in the channel-major
+    layout, if the caller has it.
+    """
+
+    def __init__(
+        self, img_shape: tuple[int, ...], gout: Any, geom: _Geometry, kernel_hw: tuple[int, int], gout_cm: Any
+    ) -> None:
+        n, c, h, wd = img_shape
+        kh, kw = kernel_hw
+        g = geom.groups
+        oh, ow = geom.conv_out(h, wd, kh, kw)
+        self.gout = _contiguous(_pad_bottom_right(gout, oh, ow))  # (N, C_gout, OH, OW)
+        self.g, self.cog, self.kg, self.p = g, gout.shape[1] // g, c // g * kh * kw, oh * ow
+        self.shape = (gout.shape[1], c // g, kh, kw)
+        self.gout_cm = None
+        if _one_gemm(self.kg):
+            self.gout_cm = gout_cm if gout_cm is not None else _channel_major(self.gout, g)  # (G, Cog, N*P)
+        # The one-GEMM path sums gW^T (G, Kg, Cog) and transposes it once at the end (adding into a
+        # transposed view of gW instead was as slow as 15% of the GEMM).
+        shape = (g, self.cog, self.kg) if self.gout_cm is None else (g, self.kg, self.cog)
+        self.gw = get_array_module(gout).zeros(shape, dtype=gout.dtype)
+
+    def add(self, col: Any, n0: int, n1: int) -> None:
+        """Add the samples n0:n1, given their columns col (G, Kg, m*P)."""
+        xp = get_array_module(col)
+        g, cog, kg, p, m = self.g, self.cog, self.kg, self.p, n1 - n0
+        if self.gout_cm is not None:  # gW^T += (G, Kg, m*P) @ (G, m*P, Cog): ~10% faster than gout @ col^T
+            self.gw += xp.matmul(col, self.gout_cm[:, :, n0 * p : n1 * p].transpose(0, 2, 1))
+        else:  # per sample: (m, G, Cog, P) @ (m, G, P, Kg), then summed over the samples
+            cols_t = col.reshape(g, kg, m, p).transpose(2, 0, 3, 1)
+            self.gw += xp.matmul(self.gout[n0:n1].reshape(m, g, cog, p), cols_t).sum(axis=0)
+
+    def result(self) -> Any:
+        gw = self.gw
+        if self.gout_cm is not None:
+            gw = get_array_module(gw).ascontiguousarray(gw.transpose(0, 2, 1))  # (G, Cog, Kg)
+        return gw.reshape(self.shape)
+
+
 # ------------------------------------------------------------------ the Functions
 class Conv2d(Function):
     """y = conv2d(x, W) + b on arrays; backward with conv_transpose2d and Conv2dWeightGrad.
 
     ``save_col``: keep the forward's column buffer for the weight gradient (when it fits the cap).
+    ``weight_grad``: a :class:`_WeightGradSum` over x to hand each chunk's columns to.
     Backward reads x only for dL/dW and W only for dL/dx (callers that know which gradients are
     needed narrow ``needs_inputs`` further); of b only the shape.
     """
 
     needs_inputs = (True, True, False)
 
-    def __init__(self, geom: _Geometry, save_col: bool = False) -> None:
-        self.geom, self.save_col = geom, save_col
+    def __init__(self, geom: _Geometry, save_col: bool = False, weight_grad: Any = None) -> None:
+        self.geom, self.save_col, self.weight_grad = geom, save_col, weight_grad
         self.col: Any = None
 
     def forward(self, x, w, b=None):
@@ -259,9 +304,12 @@ class Conv2d(Function):
                 xp.matmul(wm, col.reshape(g, kg, m, p).transpose(2, 0, 1, 3), out=out)  # per sample
                 if bias is not None:
                     out += bias
+            if self.weight_grad is not None:
+                self.weight_grad.add(col, n0, n1)
             if self.save_col and len(chunks) == 1:
                 self.col = col
             del col  # before the next chunk's buffer exists: one chunk in memory at a time
+        self.weight_grad = None
         return y
 
     def backward(self, gy):
@@ -345,10 +393,18 @@ class ConvTranspose2d(Function):
         gx = gw = gb = None
         col = None
         if need_x:
-            conv = Conv2d(self.geom, save_col=need_w)  # its im2col(gy) serves the weight gradient too
+            # The input gradient conv2d(gy, W) unfolds gy; the weight gradient needs the same columns.
+            # Without a graph to record, they are summed into it chunk by chunk as they are made;
+            # otherwise (create_graph) the weight gradient is its own op, given the columns if kept.
+            acc = None
+            if need_w and not is_grad_enabled():
+                acc = _WeightGradSum(gy.shape, x.data, self.geom, w.shape[2:], None)
+            conv = Conv2d(self.geom, save_col=need_w and acc is None, weight_grad=acc)
             gx = _crop(conv(gy, w), x.shape[2:])
             col, conv.col = conv.col, None
-        if need_w:
+            if acc is not None:
+                gw = Tensor(acc.result())
+        if need_w and gw is None:
             # y = col2im(W^T x) means <gy, y> = <im2col(gy), W^T x>: the conv weight gradient with
             # the roles swapped (gy is the image, x the output gradient).
             gw = Conv2dWeightGrad(self.geom, w.shape[2:], col=col)(gy, x)
@@ -373,39 +429,23 @@ class Conv2dWeightGrad(Function):
         self.geom, self.kernel_hw, self.col, self.gout_cm = geom, tuple(kernel_hw), col, gout_cm
 
     def forward(self, img, gout):
-        xp = get_array_module(img)
         n, c, h, wd = img.shape
         kh, kw = self.kernel_hw
         g = self.geom.groups
         oh, ow = self.geom.conv_out(h, wd, kh, kw)
-        gout = _contiguous(_pad_bottom_right(gout, oh, ow))  # (N, C_gout, OH, OW)
-        cog = gout.shape[1] // g
         kg, p = c // g * kh * kw, oh * ow
-        gout_cm = None
-        if _one_gemm(kg):
-            gout_cm = self.gout_cm if self.gout_cm is not None else _channel_major(gout, g)  # (G, Cog, N*P)
-        # The one-GEMM path sums gW^T (G, Kg, Cog) over the chunks and transposes it once at the end
-        # (adding into a transposed view of gW instead was as slow as 15% of the GEMM).
-        gw = xp.zeros((g, cog, kg) if gout_cm is None else (g, kg, cog), dtype=img.dtype)
+        acc = _WeightGradSum(img.shape, gout, self.geom, self.kernel_hw, self.gout_cm)
         chunks = [(0, n)] if self.col is not None else _chunks(n, c * kh * kw * p * img.dtype.itemsize, img)
         for n0, n1 in chunks:
-            m = n1 - n0
             if self.col is not None:
                 col = self.col  # (G, Kg, N*P), kept from the forward
             else:
                 col = kernels.im2col(img[n0:n1], kh, kw, *self.geom.kernel_args())  # (C, KH, KW, m, OH, OW)
-                col = col.reshape(g, kg, m * p)  # (G, Kg, m*P)
-            if gout_cm is not None:  # gW^T += (G, Kg, m*P) @ (G, m*P, Cog): ~10% faster than gout @ col^T
-                gw += xp.matmul(col, gout_cm[:, :, n0 * p : n1 * p].transpose(0, 2, 1))
-            else:  # per sample: (m, G, Cog, P) @ (m, G, P, Kg), then summed over the samples
-                cols_t = col.reshape(g, kg, m, p).transpose(2, 0, 3, 1)
-                gw += xp.matmul(gout[n0:n1].reshape(m, g, cog, p), cols_t).sum(axis=0)
-                del cols_t
+                col = col.reshape(g, kg, (n1 - n0) * p)  # (G, Kg, m*P)
+            acc.add(col, n0, n1)
             del col  # before the next chunk's buffer exists: one chunk in memory at a time
         self.col = self.gout_cm = None
-        if gout_cm is not None:
-            gw = xp.ascontiguousarray(gw.transpose(0, 2, 1))  # (G, Cog, Kg)
-        return gw.reshape(g * cog, c // g, kh, kw)
+        return acc.result()
 
     def backward(self, ggw):
         img, gout = self.inputs
