@@ -374,6 +374,7 @@ class ConvTranspose2d(Function):
             x_cm = _channel_major(_pad_bottom_right(x, h, wd), g)  # (G, Cig, N*P)
         chunks = _chunks(n, g * kg * p * x.dtype.itemsize, x)
         y = None if len(chunks) == 1 else xp.empty((n, g * cog, out_h, out_w), dtype=x.dtype)
+        bias = None if b is None else b.reshape(1, -1, 1, 1)
         for n0, n1 in chunks:
             m = n1 - n0
             col = xp.empty((g * cog, kh, kw, m, h, wd), dtype=x.dtype)  # (C_out, KH, KW, m, H, W)
@@ -386,13 +387,15 @@ class ConvTranspose2d(Function):
                 xp.matmul(wt, img, out=col.reshape(g, kg, m, p).transpose(2, 0, 1, 3))
             part = kernels.col2im(col, out_h, out_w, *self.geom.kernel_args())  # (m, C_out, OH, OW)
             del col  # before the next chunk's buffer exists: one chunk in memory at a time
-            if y is None:
+            if y is None:  # one chunk: its output is y
                 y = part
-            else:
+                if bias is not None:
+                    y += bias
+            elif bias is None:
                 y[n0:n1] = part
+            else:
+                xp.add(part, bias, out=y[n0:n1])  # the copy into y adds the bias on the way
             del part
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
         self.x_cm = None
         return y
 
