@@ -70,6 +70,21 @@ def _default_init(weight: Tensor, bias: Tensor | None) -> None:
         init.uniform_(bias, -bound, bound)
 
 
+def _weight_and_bias(
+    layer: Module, weight_shape: tuple[int, ...], bias_size: int | None, device: Any, dtype: Any
+) -> None:
+    """Create ``layer.weight`` and ``layer.bias`` (a None placeholder when ``bias_size`` is None),
+    initialise them as PyTorch does (``layer.reset_parameters()``) and move them to ``device``."""
+    layer.weight = Parameter(_empty(weight_shape, dtype))
+    if bias_size is not None:
+        layer.bias = Parameter(_empty((bias_size,), dtype))
+    else:
+        layer.register_parameter("bias", None)
+    layer.reset_parameters()
+    if device is not None:
+        layer.to(device)
+
+
 # ------------------------------------------------------------------ linear
 class Linear(Module):
     """y = x W^T + b: x (*, in_features) -> (*, out_features); W (out_features, in_features)."""
@@ -80,14 +95,8 @@ class Linear(Module):
         super().__init__()
         self.in_features = _int("Linear", "in_features", in_features)
         self.out_features = _int("Linear", "out_features", out_features)
-        self.weight = Parameter(_empty((self.out_features, self.in_features), dtype))
-        if bias:
-            self.bias = Parameter(_empty((self.out_features,), dtype))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-        if device is not None:
-            self.to(device)
+        out = self.out_features
+        _weight_and_bias(self, (out, self.in_features), out if bias else None, device, dtype)
 
     def reset_parameters(self) -> None:
         _default_init(self.weight, self.bias)
@@ -157,14 +166,7 @@ class _ConvNd(Module):
             shape = (self.in_channels, self.out_channels // self.groups, kh, kw)
         else:  # (C_out, C_in/groups, KH, KW)
             shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
-        self.weight = Parameter(_empty(shape, dtype))
-        if bias:
-            self.bias = Parameter(_empty((self.out_channels,), dtype))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-        if device is not None:
-            self.to(device)
+        _weight_and_bias(self, shape, self.out_channels if bias else None, device, dtype)
 
     def reset_parameters(self) -> None:
         _default_init(self.weight, self.bias)
