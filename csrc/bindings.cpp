@@ -3,10 +3,15 @@
 // Every argument is validated here again (the Python wrapper checks too, but _C can be called
 // directly): a bad call raises ValueError / TypeError and never reads out of bounds.
 // The GIL is released while the kernels run, so other Python threads can proceed.
+//
+// Both functions take an optional `out` buffer (keyword `out=None`): exactly the result's shape and
+// dtype, C-contiguous, writeable and not overlapping the input. Every element of it is written
+// (col2im overwrites, it does not accumulate onto `out`), and `out` itself is returned.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <vector>
 
 #include "geometry.h"
 
@@ -59,14 +64,62 @@ py::array_t<T, py::array::c_style> contiguous(const char* op, const char* name, 
     return c;
 }
 
+std::string shape_str(const py::ssize_t* shape, py::ssize_t ndim) {
+    std::string s = "(";
+    for (py::ssize_t k = 0; k < ndim; ++k) s += (k ? ", " : "") + std::to_string(shape[k]);
+    return s + (ndim == 1 ? ",)" : ")");
+}
+
+// Validates a caller's `out` buffer against the result's shape and the input `src` (dtype, memory),
+// and returns it as an array. Everything the kernel relies on to write only inside `out` is checked
+// here: exact shape, contiguity, element type; plus writeability and no aliasing of the input.
+template <typename T, size_t D>
+py::array checked_out(const char* op, const py::object& out, const int64_t (&shape)[D], const char* src_name,
+                      const py::array& src) {
+    if (!py::isinstance<py::array>(out)) {
+        throw py::type_error(std::string(op) + ": argument 'out' must be a NumPy array, got " +
+                             std::string(py::str(py::type::of(out).attr("__name__"))));
+    }
+    auto a = py::reinterpret_borrow<py::array>(out);
+    if (!a.dtype().equal(py::dtype::of<T>())) {
+        throw py::type_error(std::string(op) + ": argument 'out' must have dtype " +
+                             std::string(py::str(py::dtype::of<T>())) + " like '" + src_name + "', got " +
+                             std::string(py::str(a.dtype())));
+    }
+    bool same = a.ndim() == static_cast<py::ssize_t>(D);
+    for (size_t k = 0; same && k < D; ++k) same = a.shape(k) == shape[k];
+    if (!same) {
+        std::vector<py::ssize_t> want(shape, shape + D);
+        throw py::value_error(std::string(op) + ": argument 'out' must have shape " +
+                              shape_str(want.data(), D) + ", got " + shape_str(a.shape(), a.ndim()));
+    }
+    if (!(a.flags() & py::array::c_style)) {
+        throw py::value_error(std::string(op) + ": argument 'out' must be C-contiguous (shape " +
+                              shape_str(a.shape(), a.ndim()) + ")");
+    }
+    if (!a.writeable()) throw py::value_error(std::string(op) + ": argument 'out' is read-only");
+    // Byte ranges of the two contiguous buffers: the kernel reads src while it writes out.
+    const auto* o0 = static_cast<const char*>(a.data());
+    const auto* s0 = static_cast<const char*>(src.data());
+    if (a.nbytes() > 0 && src.nbytes() > 0 && o0 < s0 + src.nbytes() && s0 < o0 + a.nbytes()) {
+        throw py::value_error(std::string(op) + ": argument 'out' overlaps the memory of '" + src_name + "'");
+    }
+    return a;
+}
+
 template <typename T>
-py::array im2col_typed(const py::array& x, Geometry g) {
+py::array im2col_typed(const py::array& x, Geometry g, const py::object& out) {
     auto xc = contiguous<T>("im2col", "x", x);
     const int64_t dims[6] = {g.c, g.kh, g.kw, g.n, g.oh, g.ow};
     tinyae::checked_numel("im2col", dims);
-    py::array_t<T> col({g.c, g.kh, g.kw, g.n, g.oh, g.ow});
+    py::array col;
+    if (out.is_none()) {
+        col = py::array_t<T>({g.c, g.kh, g.kw, g.n, g.oh, g.ow});
+    } else {
+        col = checked_out<T>("im2col", out, dims, "x", xc);
+    }
     const T* src = xc.data();
-    T* dst = col.mutable_data();
+    T* dst = static_cast<T*>(col.mutable_data());
     {
         py::gil_scoped_release release;
         tinyae::im2col<T>(src, dst, g);
@@ -75,7 +128,7 @@ py::array im2col_typed(const py::array& x, Geometry g) {
 }
 
 py::array im2col(const py::array& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                 int64_t dh, int64_t dw) {
+                 int64_t dh, int64_t dw, const py::object& out) {
     const char* op = "im2col";
     check_ndim(op, "x", x, 4);
     const DType dt = check_dtype(op, "x", x);
@@ -86,15 +139,22 @@ py::array im2col(const py::array& x, int64_t kh, int64_t kw, int64_t sh, int64_t
     g.oh = tinyae::out_size(g.h, kh, sh, ph, dh);
     g.ow = tinyae::out_size(g.w, kw, sw, pw, dw);
     check_output_size(op, g);
-    return dt == DType::f32 ? im2col_typed<float>(x, g) : im2col_typed<double>(x, g);
+    return dt == DType::f32 ? im2col_typed<float>(x, g, out) : im2col_typed<double>(x, g, out);
 }
 
 template <typename T>
-py::array col2im_typed(const py::array& col, Geometry g) {
+py::array col2im_typed(const py::array& col, Geometry g, const py::object& out) {
     auto cc = contiguous<T>("col2im", "col", col);
-    py::array_t<T> x({g.n, g.c, g.h, g.w});
+    const int64_t dims[4] = {g.n, g.c, g.h, g.w};
+    // The kernel zeroes each output plane before adding into it, so `out` is overwritten.
+    py::array x;
+    if (out.is_none()) {
+        x = py::array_t<T>({g.n, g.c, g.h, g.w});
+    } else {
+        x = checked_out<T>("col2im", out, dims, "col", cc);
+    }
     const T* src = cc.data();
-    T* dst = x.mutable_data();
+    T* dst = static_cast<T*>(x.mutable_data());
     {
         py::gil_scoped_release release;
         tinyae::col2im<T>(src, dst, g);
@@ -103,7 +163,7 @@ py::array col2im_typed(const py::array& col, Geometry g) {
 }
 
 py::array col2im(const py::array& col, int64_t h, int64_t w, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                 int64_t dh, int64_t dw) {
+                 int64_t dh, int64_t dw, const py::object& out) {
     const char* op = "col2im";
     check_ndim(op, "col", col, 6);
     const DType dt = check_dtype(op, "col", col);
@@ -125,7 +185,7 @@ py::array col2im(const py::array& col, int64_t h, int64_t w, int64_t sh, int64_t
                               std::to_string(w) + ") and parameters give (" + std::to_string(oh) + ", " +
                               std::to_string(ow) + ")");
     }
-    return dt == DType::f32 ? col2im_typed<float>(col, g) : col2im_typed<double>(col, g);
+    return dt == DType::f32 ? col2im_typed<float>(col, g, out) : col2im_typed<double>(col, g, out);
 }
 
 }  // namespace
@@ -133,10 +193,12 @@ py::array col2im(const py::array& col, int64_t h, int64_t w, int64_t sh, int64_t
 PYBIND11_MODULE(_C, m) {
     m.doc() = "tinyae C++ kernels: im2col / col2im (float32, float64), OpenMP-parallel.";
     m.def("im2col", &im2col, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
-          py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
-          "Unfold x (N, C, H, W) into columns (C, KH, KW, N, OH, OW). A non-contiguous x is copied once.");
+          py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("out") = py::none(),
+          "Unfold x (N, C, H, W) into columns (C, KH, KW, N, OH, OW), into `out` when given (returned).\n"
+          "A non-contiguous x is copied once.");
     m.def("col2im", &col2im, py::arg("col"), py::arg("h"), py::arg("w"), py::arg("sh"), py::arg("sw"),
-          py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
-          "Fold columns (C, KH, KW, N, OH, OW) into an image (N, C, h, w), summing overlaps.");
+          py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("out") = py::none(),
+          "Fold columns (C, KH, KW, N, OH, OW) into an image (N, C, h, w), summing overlaps.\n"
+          "With `out` the image overwrites it (no accumulation) and `out` is returned.");
     m.def("openmp_threads", &tinyae::openmp_threads, "OpenMP threads the kernels use (0: built without OpenMP).");
 }

@@ -422,3 +422,132 @@ def test_cuda_col2im_is_deterministic_and_validates():
     )
     with pytest.raises(TypeError, match="im2col: argument 'x'"):
         K.im2col(cp.zeros((1, 1, 3, 3), cp.int32), 2, 2, 1, 1, 0, 0, 1, 1)
+
+
+# ---------------------------------------------------------------- out= buffers
+
+
+def out_implementations():
+    """Every CPU entry point that takes out=: the twin, the dispatcher and (when built) _C itself."""
+    impls = [("numpy", nk), ("dispatch", K)]
+    if _C is not None:
+        impls.append(("cpp", _C))
+    return impls
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kh,kw", GRID_SHAPES, ids=str)
+@pytest.mark.parametrize("name,mod", out_implementations(), ids=lambda v: v if isinstance(v, str) else "")
+def test_out_equals_returned_result_on_grid(name, mod, shape, kh, kw, dtype):
+    x = random(shape, dtype)
+    h, w = shape[2:]
+    n_checked = 0
+    for sh, sw, ph, pw, dh, dw in param_grid(h, w, kh, kw):
+        args = (kh, kw, sh, sw, ph, pw, dh, dw)
+        expected = mod.im2col(x, *args)
+        # Filled with NaN: any element the kernel failed to write would show up.
+        out = np.full(expected.shape, np.nan, dtype)
+        assert mod.im2col(x, *args, out=out) is out
+        np.testing.assert_array_equal(out, expected, err_msg=str(args))
+        c = random(expected.shape, dtype, seed=n_checked)
+        expected_x = mod.col2im(c, h, w, *args[2:])
+        # col2im overwrites: garbage already in out must not be accumulated onto.
+        out_x = np.full(expected_x.shape, 1e3, dtype)
+        assert mod.col2im(c, h, w, *args[2:], out=out_x) is out_x
+        np.testing.assert_array_equal(out_x, expected_x, err_msg=str(args))
+        n_checked += 1
+    assert n_checked > 100
+
+
+@needs_cpp
+def test_out_cpp_and_twin_agree_on_layer_shape():
+    # An L2-like shape large enough for the C++ parallel path, written into reused buffers.
+    x = random((16, 8, 28, 28), np.float32)
+    args = (3, 3, 2, 2, 1, 1, 1, 1)
+    out_c = np.empty((8, 3, 3, 16, 14, 14), np.float32)
+    out_n = np.empty_like(out_c)
+    for _ in range(2):  # the second call overwrites the first's result in place
+        _C.im2col(x, *args, out=out_c)
+        nk.im2col(x, *args, out=out_n)
+        np.testing.assert_array_equal(out_c, out_n)
+    img_c = np.empty(x.shape, np.float32)
+    img_n = np.empty(x.shape, np.float32)
+    for _ in range(2):
+        _C.col2im(out_c, 28, 28, *args[2:], out=img_c)
+        nk.col2im(out_c, 28, 28, *args[2:], out=img_n)
+        assert_close(img_c, img_n, np.float32)
+
+
+@pytest.mark.parametrize("name,mod", out_implementations(), ids=lambda v: v if isinstance(v, str) else "")
+def test_bad_out_raises(name, mod):
+    x = random((2, 3, 5, 5), np.float32)
+    args = (3, 3, 1, 1, 1, 1, 1, 1)
+    shape = (3, 3, 3, 2, 5, 5)
+    shape_re = r"\(3, 3, 3, 2, 5, 5\)"
+    with pytest.raises(
+        ValueError, match=rf"im2col: argument 'out' must have shape {shape_re}, got \(3, 3, 3, 2, 5\)"
+    ):
+        mod.im2col(x, *args, out=np.empty(shape[:-1], np.float32))
+    with pytest.raises(
+        TypeError, match=r"im2col: argument 'out' must have dtype float32 like 'x', got float64"
+    ):
+        mod.im2col(x, *args, out=np.empty(shape, np.float64))
+    strided = np.empty(shape[:-1] + (10,), np.float32)[..., ::2]
+    with pytest.raises(ValueError, match=r"im2col: argument 'out' must be C-contiguous"):
+        mod.im2col(x, *args, out=strided)
+    with pytest.raises(TypeError, match=r"im2col: argument 'out' must be a.*, got list"):
+        mod.im2col(x, *args, out=[0.0])
+    read_only = np.empty(shape, np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match=r"im2col: argument 'out' is read-only"):
+        mod.im2col(x, *args, out=read_only)
+    # out aliasing the input: one buffer holds both x and (overlapping it) the column buffer.
+    both = np.zeros(int(np.prod(shape)) + x.size, np.float32)
+    x_in = both[: x.size].reshape(x.shape)
+    x_in[...] = x
+    with pytest.raises(ValueError, match=r"im2col: argument 'out' overlaps the memory of 'x'"):
+        mod.im2col(x_in, *args, out=both[x.size // 2 : x.size // 2 + int(np.prod(shape))].reshape(shape))
+
+    col = random(shape, np.float64)
+    with pytest.raises(
+        ValueError, match=r"col2im: argument 'out' must have shape \(2, 3, 5, 5\), got \(2, 3, 5, 6\)"
+    ):
+        mod.col2im(col, 5, 5, 1, 1, 1, 1, 1, 1, out=np.empty((2, 3, 5, 6)))
+    with pytest.raises(
+        TypeError, match=r"col2im: argument 'out' must have dtype float64 like 'col', got float32"
+    ):
+        mod.col2im(col, 5, 5, 1, 1, 1, 1, 1, 1, out=np.empty((2, 3, 5, 5), np.float32))
+    with pytest.raises(ValueError, match=r"col2im: argument 'out' must be C-contiguous"):
+        mod.col2im(col, 5, 5, 1, 1, 1, 1, 1, 1, out=np.empty((2, 3, 5, 5)).transpose(0, 1, 3, 2))
+    with pytest.raises(ValueError, match=r"col2im: argument 'out' overlaps the memory of 'col'"):
+        mod.col2im(col, 5, 5, 1, 1, 1, 1, 1, 1, out=col.reshape(-1)[:150].reshape(2, 3, 5, 5))
+
+
+@needs_cpp
+def test_bad_out_is_refused_before_any_write():
+    # A rejected out= buffer is left untouched (C++ validates before running the kernel).
+    x = random((2, 3, 5, 5), np.float32)
+    out = np.full((3, 3, 3, 2, 5, 4), 7.0, np.float32)
+    with pytest.raises(ValueError):
+        _C.im2col(x, 3, 3, 1, 1, 1, 1, 1, 1, out=out)
+    assert (out == 7.0).all()
+
+
+def test_cuda_out():
+    cp = _cupy_or_skip()
+    x = random((2, 3, 7, 9), np.float32)
+    args = (3, 2, 2, 1, 1, 0, 1, 2)
+    expected = nk.im2col(x, *args)
+    out = cp.full(expected.shape, cp.nan, cp.float32)
+    assert K.im2col(cp.asarray(x), *args, out=out) is out
+    np.testing.assert_array_equal(cp.asnumpy(out), expected)
+    c = random(expected.shape, np.float32)
+    out_x = cp.full((2, 3, 7, 9), 1e3, cp.float32)
+    assert K.col2im(cp.asarray(c), 7, 9, *args[2:], out=out_x) is out_x
+    assert_close(cp.asnumpy(out_x), nk.col2im(c, 7, 9, *args[2:]), np.float32)
+    with pytest.raises(
+        TypeError, match=r"im2col: argument 'out' must be a cupy.ndarray like 'x', got numpy.ndarray"
+    ):
+        K.im2col(cp.asarray(x), *args, out=np.empty(expected.shape, np.float32))
+    with pytest.raises(ValueError, match=r"col2im: argument 'out' must have shape"):
+        K.col2im(cp.asarray(c), 7, 9, *args[2:], out=cp.empty((2, 3, 7, 8), cp.float32))

@@ -14,6 +14,12 @@ Which implementation runs is decided by the array:
   (or :func:`set_kernels` says so) -> the NumPy twin (:mod:`tinyae.kernels.numpy_kernels`).
 
 All of them accept float32 and float64 only and check their arguments first.
+
+Both functions take an optional ``out=`` buffer of exactly the result's shape and dtype,
+C-contiguous, writeable, on the input's device and not overlapping it. The result is written
+there (col2im *overwrites* ``out``; it never accumulates onto it) and ``out`` is returned.
+Why: a caller that runs im2col chunk after chunk can reuse one column buffer, and a fresh
+buffer costs a page fault per 4 KB page whenever the allocator hands back new memory.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 
 from ..backend import is_cupy_array
 from . import cpp, numpy_kernels
-from ._checks import check_col2im, check_im2col, out_size
+from ._checks import check_col2im, check_im2col, check_out, out_size
 
 __all__ = [
     "im2col",
@@ -101,21 +107,33 @@ def _impl(x: Any) -> Any:
     return cpp if name == "cpp" else numpy_kernels
 
 
-def im2col(x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int) -> Any:
+def im2col(
+    x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, out: Any = None
+) -> Any:
     """Unfold x (N, C, H, W) into col (C, KH, KW, N, OH, OW); zero padding.
 
     ``OH = (H + 2*ph - dh*(kh-1) - 1) // sh + 1`` (same for OW). Raises TypeError
     for a dtype other than float32/float64 and ValueError for bad shapes/parameters.
+    With ``out`` (C, KH, KW, N, OH, OW) the columns are written there and ``out`` is returned.
     """
-    args = check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)[:8]
-    return _impl(x).im2col(x, *args)
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    if out is not None:
+        n, c = x.shape[:2]
+        check_out("im2col", out, (c, kh, kw, n, oh, ow), x, "x")
+    return _impl(x).im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out=out)
 
 
-def col2im(col: Any, h: int, w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int) -> Any:
+def col2im(
+    col: Any, h: int, w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, out: Any = None
+) -> Any:
     """Fold col (C, KH, KW, N, OH, OW) into x (N, C, h, w), summing overlapping windows.
 
     The adjoint of :func:`im2col`: ``<im2col(x), c> == <x, col2im(c)>``. OH and OW
-    must match what im2col gives for an (h, w) image, else ValueError.
+    must match what im2col gives for an (h, w) image, else ValueError. With ``out``
+    (N, C, h, w) the image overwrites ``out`` (no accumulation) and ``out`` is returned.
     """
     args = check_col2im(col, h, w, sh, sw, ph, pw, dh, dw)
-    return _impl(col).col2im(col, *args)
+    if out is not None:
+        c, _, _, n = col.shape[:4]
+        check_out("col2im", out, (n, c, args[0], args[1]), col, "col")
+    return _impl(col).col2im(col, *args, out=out)

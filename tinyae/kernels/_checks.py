@@ -93,3 +93,41 @@ def check_col2im(
             f"and dilation ({dh}, {dw}) gives (OH, OW) = {want}"
         )
     return h, w, sh, sw, ph, pw, dh, dw
+
+
+def check_out(op: str, out: Any, shape: tuple[int, ...], src: Any, src_name: str) -> None:
+    """Check an ``out=`` buffer: an ndarray of exactly ``shape``, ``src``'s dtype and array type,
+    C-contiguous, writeable, on ``src``'s device and not overlapping ``src``.
+
+    The kernels write every element of ``out`` with plain stores, so a buffer that is
+    strided, read-only or aliases the input would give wrong results or write out of bounds.
+    """
+    if not hasattr(out, "dtype") or not hasattr(out, "shape") or not hasattr(out, "flags"):
+        raise TypeError(f"{op}: argument 'out' must be an ndarray, got {type(out).__name__}")
+    if type(out) is not type(src):  # e.g. a NumPy out for a CuPy input
+        want, got = (f"{type(a).__module__.split('.')[0]}.{type(a).__name__}" for a in (src, out))
+        raise TypeError(f"{op}: argument 'out' must be a {want} like '{src_name}', got {got}")
+    if out.dtype != src.dtype:
+        raise TypeError(
+            f"{op}: argument 'out' must have dtype {src.dtype} like '{src_name}', got {out.dtype}"
+        )
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{op}: argument 'out' must have shape {tuple(shape)}, got {tuple(out.shape)}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{op}: argument 'out' must be C-contiguous (shape {tuple(out.shape)})")
+    if not getattr(out.flags, "writeable", True):  # CuPy arrays have no read-only flag
+        raise ValueError(f"{op}: argument 'out' is read-only")
+    out_dev, src_dev = getattr(out, "device", None), getattr(src, "device", None)
+    if out_dev != src_dev:
+        raise ValueError(f"{op}: argument 'out' is on device {out_dev} but '{src_name}' is on {src_dev}")
+    if _may_share_memory(out, src):
+        raise ValueError(f"{op}: argument 'out' overlaps the memory of '{src_name}'")
+
+
+def _may_share_memory(a: Any, b: Any) -> bool:
+    """Bounds-only overlap test (cheap; conservative), for NumPy and CuPy arrays alike."""
+    if isinstance(a, np.ndarray):
+        return bool(np.may_share_memory(a, b))
+    import cupy  # only reached with CuPy arrays
+
+    return bool(cupy.may_share_memory(a, b))

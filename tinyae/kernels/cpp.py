@@ -58,14 +58,32 @@ def _require() -> ModuleType:
 
 
 def im2col(
-    x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int
+    x: np.ndarray,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+    dh: int,
+    dw: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """C++ im2col: x (N, C, H, W) -> col (C, KH, KW, N, OH, OW)."""
-    return _require().im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    """C++ im2col: x (N, C, H, W) -> col (C, KH, KW, N, OH, OW), written into ``out`` when given."""
+    return _require().im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out=out)
 
 
 def col2im(
-    col: np.ndarray, h: int, w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int
+    col: np.ndarray,
+    h: int,
+    w: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+    dh: int,
+    dw: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """C++ col2im: col (C, KH, KW, N, OH, OW) -> x (N, C, h, w)."""
-    return _require().col2im(col, h, w, sh, sw, ph, pw, dh, dw)
+    """C++ col2im: col (C, KH, KW, N, OH, OW) -> x (N, C, h, w), overwriting ``out`` when given."""
+    return _require().col2im(col, h, w, sh, sw, ph, pw, dh, dw, out=out)

@@ -20,21 +20,40 @@ Column layout: ``col[c, i, j, n, oh, ow] = x_padded[n, c, oh*SH + i*DH, ow*SW + 
 shape ``(C, KH, KW, N, OH, OW)``, C-contiguous. Seen as a ``(C*KH*KW, N*OH*OW)``
 matrix it turns a convolution into one GEMM:
 ``W.reshape(C_out, C*KH*KW) @ col.reshape(C*KH*KW, N*OH*OW)``.
+
+``out=``: both functions can write into a caller's buffer instead of allocating one (a
+conv layer can reuse one column buffer across chunks and steps). It must have exactly the
+result's shape and dtype and be C-contiguous; it is *overwritten*, never accumulated into
+(col2im with ``out=`` gives the same values as without), and it is returned.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_col2im, check_im2col
+from ._checks import check_col2im, check_im2col, check_out
 
 
 def im2col(
-    x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int
+    x: np.ndarray,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+    dh: int,
+    dw: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Unfold the sliding windows of ``x`` (N, C, H, W) into columns (C, KH, KW, N, OH, OW)."""
+    """Unfold the sliding windows of ``x`` (N, C, H, W) into columns (C, KH, KW, N, OH, OW).
+
+    With ``out`` (C, KH, KW, N, OH, OW), the columns are written there and ``out`` is returned.
+    """
     kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
     n, c = x.shape[:2]
+    if out is not None:
+        check_out("im2col", out, (c, kh, kw, n, oh, ow), x, "x")
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, C, H+2PH, W+2PW)
     s_n, s_c, s_h, s_w = xp.strides
     # A read-only view whose element [c, i, j, n, oh, ow] is xp[n, c, oh*SH + i*DH, ow*SW + j*DW]:
@@ -45,19 +64,35 @@ def im2col(
         strides=(s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw),
         writeable=False,
     )
-    return np.ascontiguousarray(windows)  # (C, KH, KW, N, OH, OW): the one real copy
+    if out is None:
+        return np.ascontiguousarray(windows)  # (C, KH, KW, N, OH, OW): the one real copy
+    np.copyto(out, windows)  # the same one copy, into the caller's buffer
+    return out
 
 
 def col2im(
-    col: np.ndarray, h: int, w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int
+    col: np.ndarray,
+    h: int,
+    w: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+    dh: int,
+    dw: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Fold columns (C, KH, KW, N, OH, OW) back into an image (N, C, h, w), summing overlaps.
 
     This is the adjoint (transpose) of :func:`im2col`: every column entry is added
     to the input pixel it was copied from; entries that came from padding are dropped.
+    With ``out`` (N, C, h, w), the image *overwrites* ``out`` (no accumulation onto what
+    was there) and ``out`` is returned.
     """
     h, w, sh, sw, ph, pw, dh, dw = check_col2im(col, h, w, sh, sw, ph, pw, dh, dw)
     c, kh, kw, n, oh, ow = col.shape
+    if out is not None:
+        check_out("col2im", out, (n, c, h, w), col, "col")
     xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype)  # (N, C, H+2PH, W+2PW)
     # One strided slice per kernel tap (i, j): tap (i, j) of window (oh, ow) reads padded pixel
     # (oh*SH + i*DH, ow*SW + j*DW). Within one tap the pixels are distinct, so `+=` on the slice is
@@ -67,4 +102,8 @@ def col2im(
         for j in range(kw):
             cols = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
             xp[:, :, rows, cols] += col[:, i, j].transpose(1, 0, 2, 3)  # (C, N, OH, OW) -> (N, C, OH, OW)
-    return np.ascontiguousarray(xp[:, :, ph : ph + h, pw : pw + w])  # (N, C, H, W): drop the padding
+    inner = xp[:, :, ph : ph + h, pw : pw + w]  # (N, C, H, W): drop the padding
+    if out is None:
+        return np.ascontiguousarray(inner)
+    np.copyto(out, inner)
+    return out
