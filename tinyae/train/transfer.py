@@ -282,8 +282,8 @@ class TransferRecipe(Recipe):
         if epoch < self.classifier_epoch:
             return self.autoencoder_step(batch[0])
         x, y, t = batch
-        if t >= self.tasks_started:
-            self.start_task(t)
+        while self.tasks_started <= t:  # the first step of task t
+            self.start_task(self.tasks_started)
         j, variant, _ = self.tasks()[t]
         if variant == "frozen":
             self.autoencoder.eval()
@@ -397,9 +397,15 @@ class TransferRecipe(Recipe):
 
     # ---------------------------------------------------------------- pictures
     def pictures(self, out_dir: str, history: list[dict[str, Any]]) -> list[str]:
-        d = self.data
-        final = self.final_metrics()
-        groups = {f"{n} labels": final[f"labels_{n}"] for n in self.config["labels"]}
+        d, draws = self.data, self.config["draws"]
+        last = history[-1] if history and history[-1].get("phase") == "classifiers" else None
+        if last is None:  # no classifier epoch in this run's history: evaluate now
+            last = {f"test_accuracy_{n}_{v}": acc for n in self.config["labels"]
+                    for v, acc in self.final_metrics()[f"labels_{n}"].items()}  # fmt: skip
+        groups = {
+            f"{n} labels": {v: last[f"test_accuracy_{n}_{v}"] for v in VARIANTS}
+            for n in self.config["labels"]
+        }
         ae_epochs = [r for r in history if r.get("phase") == "autoencoder"]
         # loss.png again, without the classifier epoch, whose cross-entropy is not comparable with the
         # BCE (the loop already lists the file).
@@ -408,7 +414,7 @@ class TransferRecipe(Recipe):
             pictures.bar_chart(
                 out_dir,
                 groups,
-                title=f"transfer ({d.name}): test accuracy\nmean of {final['draws']} labelled draws",
+                title=f"transfer ({d.name}): test accuracy\nmean of {draws} labelled draws",
             ),
         ]
         ae = self.autoencoder
