@@ -162,6 +162,22 @@ def test_cpp_matches_twin_on_grid(shape, kh, kw, dtype):
 
 @needs_cpp
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("w", [1, 2, 3, 4])
+def test_cpp_matches_twin_on_narrow_images(w, dtype):
+    # Widths below and around the column stride: the de-interleaving split of the C++ fast path
+    # has separate branches for one phase (w < SW), an odd last column and exact pairs.
+    x = random((2, 2, 5, w), dtype)
+    n_checked = 0
+    for kh, kw in ((1, 1), (2, 1), (3, 2)):
+        for sh, sw, ph, pw, dh, dw in param_grid(5, w, kh, kw, dils=(1, 2)):
+            args = (kh, kw, sh, sw, ph, pw, dh, dw)
+            np.testing.assert_array_equal(_C.im2col(x, *args), nk.im2col(x, *args), err_msg=str(args))
+            n_checked += 1
+    assert n_checked > 50
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_cpp_kernel_as_large_as_padded_input(dtype):
     x = random((1, 2, 5, 4), dtype)
     for ph, pw, dh, dw in itertools.product(range(4), range(4), (1, 2), (1, 2)):
