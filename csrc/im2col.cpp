@@ -14,10 +14,11 @@
 //    with the padding bounds computed once per kernel tap.
 //
 // Where the time goes (L2: x (128, 32, 28, 28), k3 s2 p1, float32, one thread, a reused output
-// buffer; split and copies timed by leaving the other out): the phase split ~1.3 ms, the block
-// copies ~1.8 ms, together ~3.3 ms; with a cache-resident column buffer (N = 2, repeated) the same
-// work takes ~1.9 ms, so about 40% is the memory traffic of the 29 MB output. Page faults play no
-// part in steady state: a same-size freed buffer is reused by the allocator (0 faults per call).
+// buffer; parts timed by leaving the other out): the block copies alone ~1.8 ms, the phase split
+// alone ~1.3 ms before its one-pass de-interleave (below), the whole call now ~3.1-3.4 ms; with a
+// cache-resident column buffer (N = 2, repeated) the same work takes ~1.8 ms, so about 40% is the
+// memory traffic of the 29 MB output. Page faults play no part in steady state: a same-size freed
+// buffer is reused by the allocator (0 faults per call).
 #include <algorithm>
 #include <cstring>
 #include <vector>
