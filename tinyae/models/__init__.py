@@ -4,6 +4,8 @@
     autoencoder  Autoencoder           dense autoencoder r = g(f(x))
     conv_ae      ConvAutoencoder       strided convolutions down, transposed convolutions up
     denoise      DenoisingAutoencoder  trained on corrupted inputs; make_noise() picks the corruption
+    stacked      StackedAutoencoder    greedy layer-wise pretraining; StackedClassifier fine-tunes the stack
+    transfer     TransferAutoencoder   an encoder pretrained without labels; TransferClassifier on few labels
 
 How each is trained (losses, optimizers, metrics, pictures) lives in :mod:`tinyae.train`.
 """
@@ -12,6 +14,8 @@ from tinyae.models.autoencoder import Autoencoder
 from tinyae.models.conv_ae import ConvAutoencoder
 from tinyae.models.denoise import NOISE_KINDS, DenoisingAutoencoder, make_noise
 from tinyae.models.encoder838 import Encoder838, binary_codes, one_hot_patterns
+from tinyae.models.stacked import StackedAutoencoder, StackedClassifier
+from tinyae.models.transfer import TransferAutoencoder, TransferClassifier
 
 __all__ = [
     "NOISE_KINDS",
@@ -19,6 +23,10 @@ __all__ = [
     "ConvAutoencoder",
     "DenoisingAutoencoder",
     "Encoder838",
+    "StackedAutoencoder",
+    "StackedClassifier",
+    "TransferAutoencoder",
+    "TransferClassifier",
     "binary_codes",
     "make_noise",
     "one_hot_patterns",
