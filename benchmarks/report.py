@@ -241,7 +241,9 @@ def bench_kernels(rounds: int, only: set[str] | None, skipped: list[str]) -> lis
         if only and lid not in only:
             continue
         for op in ("im2col", "col2im"):
-            tc, tn = bk.interleaved(bk.make_case(lid, op, cpp), bk.make_case(lid, op, numpy_kernels), rounds)
+            (tc, tn), _faults = bk.interleaved(
+                [bk.make_case(lid, op, cpp), bk.make_case(lid, op, numpy_kernels)], rounds
+            )
             rows.append(
                 {
                     "id": lid,
