@@ -19,10 +19,10 @@ from collections.abc import Sequence
 import tinyae.nn as nn
 from tinyae.tensor import Tensor
 
-__all__ = ["Autoencoder"]
+__all__ = ["Autoencoder", "mlp_layers"]
 
 
-def _mlp(sizes: Sequence[int]) -> list[nn.Module]:
+def mlp_layers(sizes: Sequence[int]) -> list[nn.Module]:
     """Linear layers between consecutive ``sizes`` with a ReLU after each but the last."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -52,8 +52,10 @@ class Autoencoder(nn.Module):
         for s in self.image_shape:
             pixels *= s
         sizes = [pixels, *hidden, code_size]
-        self.encoder = nn.Sequential(nn.Flatten(), *_mlp(sizes))
-        self.decoder = nn.Sequential(*_mlp(sizes[::-1]), nn.Sigmoid(), nn.Unflatten(1, self.image_shape))
+        self.encoder = nn.Sequential(nn.Flatten(), *mlp_layers(sizes))
+        self.decoder = nn.Sequential(
+            *mlp_layers(sizes[::-1]), nn.Sigmoid(), nn.Unflatten(1, self.image_shape)
+        )
 
     def encode(self, x: Tensor) -> Tensor:
         """z = f(x): (N, C, H, W) -> (N, code_size)."""

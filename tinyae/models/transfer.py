@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import tinyae.nn as nn
 import tinyae.nn.functional as F
+from tinyae.models.autoencoder import mlp_layers
 from tinyae.tensor import Tensor
 
 __all__ = ["TransferAutoencoder", "TransferClassifier", "dense_encoder"]
@@ -42,19 +43,9 @@ def _pixels(image_shape: Sequence[int]) -> int:
     return p
 
 
-def _dense(sizes: Sequence[int]) -> list[nn.Module]:
-    """Linear layers between consecutive ``sizes``, a ReLU after each but the last."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return layers
-
-
 def dense_encoder(image_shape: Sequence[int], hidden: Sequence[int], code_size: int) -> nn.Sequential:
     """f: Flatten, then Linear+ReLU layers of widths ``hidden``, then a linear code layer of ``code_size``."""
-    return nn.Sequential(nn.Flatten(), *_dense([_pixels(image_shape), *hidden, code_size]))
+    return nn.Sequential(nn.Flatten(), *mlp_layers([_pixels(image_shape), *hidden, code_size]))
 
 
 class TransferAutoencoder(nn.Module):
@@ -72,7 +63,7 @@ class TransferAutoencoder(nn.Module):
         self.image_shape = tuple(int(s) for s in image_shape)
         self.encoder = dense_encoder(self.image_shape, self.hidden, self.code_size)
         sizes = [self.code_size, *self.hidden[::-1], _pixels(self.image_shape)]
-        self.decoder = nn.Sequential(*_dense(sizes), nn.Unflatten(1, self.image_shape))
+        self.decoder = nn.Sequential(*mlp_layers(sizes), nn.Unflatten(1, self.image_shape))
 
     def encode(self, x: Tensor) -> Tensor:
         """z = f(x): (N, C, H, W) -> (N, D)."""
