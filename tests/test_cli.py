@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import pytest
+from run_helpers import read_metrics, without_seconds
 
 from tinyae.cli import main
 from tinyae.data import MNIST
@@ -42,18 +43,6 @@ FINAL_NAMES = {
     "denoise": {"test_mse", "test_bce", "test_psnr", "test_psnr_noisy", "test_psnr_denoised"},
 }
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _read(run_dir) -> dict:
-    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _without_seconds(metrics: dict) -> dict:
-    out = json.loads(json.dumps(metrics))
-    for record in out["epochs"]:
-        record.pop("seconds")
-    return out
 
 
 def _error_lines(text: str) -> list[str]:
@@ -119,7 +108,7 @@ def test_train_writes_every_file_and_the_schema(model, tmp_path, capsys):
     for name in cls.pictures_made:
         with open(out / name, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    m = _read(out)
+    m = read_metrics(out)
     assert set(m) == {"model", "dataset", "config", "epochs", "final"}
     assert m["model"] == model
     assert m["dataset"] == ("one-hot-8" if model == "encoder838" else "shapes")
@@ -136,7 +125,7 @@ def test_train_writes_every_file_and_the_schema(model, tmp_path, capsys):
 def test_encoder838_reports_codes_and_the_seed_sweep(tmp_path):
     out = tmp_path / "r"
     assert main(["train", "encoder838", "--out", str(out), "--epochs", "4", "--seeds", "3", "--quiet"]) == 0
-    final = _read(out)["final"]
+    final = read_metrics(out)["final"]
     assert np.array(final["codes"]).shape == (8, 3)
     assert len(final["code_bits"]) == 8
     sweep = final["seed_sweep"]
@@ -161,7 +150,7 @@ def test_eval_recomputes_final(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(out), "--json"]) == 0
     recomputed = json.loads(capsys.readouterr().out)
-    stored = _read(out)["final"]
+    stored = read_metrics(out)["final"]
     assert recomputed.keys() == stored.keys()
     for k, v in stored.items():
         assert recomputed[k] == pytest.approx(v, rel=1e-9)
@@ -193,9 +182,9 @@ def test_resume_reproduces_the_uninterrupted_metrics(tmp_path, stop_at):
         assert first.status == "interrupted" and (first.epoch, first.batch) == stop_at
         ckpt = load(os.path.join(run, CHECKPOINT))
         assert (ckpt["epoch"], ckpt["batch"]) == stop_at
-        assert _read(run)["final"] is None
+        assert read_metrics(run)["final"] is None
     assert main(["train", "denoise", "--resume", run, "--epochs", "2", "--quiet"]) == 0
-    assert _without_seconds(_read(run)) == _without_seconds(full.metrics)
+    assert without_seconds(read_metrics(run)) == without_seconds(full.metrics)
 
 
 def test_checkpoint_holds_the_generator_state_as_plain_numbers(tmp_path):
@@ -337,4 +326,4 @@ def test_train_with_auto_and_no_mnist_says_why_on_stderr(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     notes = [line for line in err.splitlines() if line.startswith("note: MNIST")]
     assert len(notes) == 1 and "Shapes" in notes[0]
-    assert _read(out)["dataset"] == "shapes" and _read(out)["config"]["dataset"] == "auto"
+    assert read_metrics(out)["dataset"] == "shapes" and read_metrics(out)["config"]["dataset"] == "auto"

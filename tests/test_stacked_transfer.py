@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 import pytest
+from run_helpers import read_metrics, without_seconds
 
 import tinyae
 import tinyae.nn.functional as F
@@ -43,18 +44,6 @@ TRANSFER_ARGS = [*TINY, "--hidden", "16", "--code-size", "3", "--labels", "8", "
 def shapes() -> tuple[np.ndarray, np.ndarray]:
     ds = Shapes(64, train=True, seed=5)
     return ds.data, ds.targets  # (64, 1, 28, 28), (64,)
-
-
-def _read(run_dir) -> dict:
-    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _without_seconds(metrics: dict) -> dict:
-    out = json.loads(json.dumps(metrics))
-    for record in out["epochs"]:
-        record.pop("seconds")
-    return out
 
 
 def _assert_close(a, b) -> None:
@@ -234,7 +223,7 @@ def test_cli_writes_every_file(model, args, tmp_path, capsys):
     assert {"metrics.json", CHECKPOINT, *cls.pictures_made} <= set(os.listdir(out))
     for name in cls.pictures_made:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    m = _read(out)
+    m = read_metrics(out)
     assert m["model"] == model and m["dataset"] == "shapes" and len(m["epochs"]) == m["config"]["epochs"]
     final = m["final"]
     phases = [r["phase"] for r in m["epochs"]]
@@ -328,7 +317,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, uninterrupted, make, 
     first = train(make(), run, quiet=True, stop=lambda e, b: (e, b) == stop_at)
     assert first.status == "interrupted" and (first.epoch, first.batch) == stop_at
     assert main(["train", model, "--resume", run, "--quiet"]) == 0
-    assert _without_seconds(_read(run)) == _without_seconds(full.metrics)
+    assert without_seconds(read_metrics(run)) == without_seconds(full.metrics)
     _assert_close(evaluate_run(run), full.metrics["final"])
 
 
