@@ -136,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     if not cpp.AVAILABLE:
         raise SystemExit(f"cannot benchmark: {cpp.UNAVAILABLE_REASON}")
-    print(f"float32, OpenMP threads: {cpp.openmp_threads()}, median of {args.repeats} interleaved rounds\n")
+    print(f"float32, kernel threads: {cpp.num_threads()}, median of {args.repeats} interleaved rounds\n")
     # The median of per-round ratios is the number to quote (workloads.md). "fresh": a new result
     # array per call; "out=": one preallocated, touched buffer reused (the fair kernel-vs-kernel
     # comparison; the target of issue 3 is judged on it). Faults: minor page faults per fresh call.

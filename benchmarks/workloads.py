@@ -162,8 +162,8 @@ def get_framework(name: str, device: str = "cpu", what: str = "all") -> Framewor
 def set_threads(n: int | None = None) -> int:
     """Give every thread pool in the process the same size ``n`` (default: all cores).
 
-    NumPy's BLAS and any OpenMP runtime (the C++ kernels, PyTorch's intra-op pool) through
-    threadpoolctl when it is installed, and PyTorch's own setting. Returns ``n``.
+    NumPy's BLAS and any OpenMP runtime (PyTorch's intra-op pool) through threadpoolctl when it
+    is installed, PyTorch's own setting, and the pool of tinyae's C++ kernels. Returns ``n``.
     """
     n = int(n or os.cpu_count() or 1)
     global _thread_limiter
@@ -177,6 +177,12 @@ def set_threads(n: int | None = None) -> int:
         import torch
 
         torch.set_num_threads(n)
+    except ImportError:
+        pass
+    try:
+        from tinyae import kernels
+
+        kernels.set_num_threads(n)
     except ImportError:
         pass
     return n

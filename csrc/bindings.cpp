@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "geometry.h"
+#include "parallel.h"
 
 namespace py = pybind11;
 using tinyae::Geometry;
@@ -191,7 +192,7 @@ py::array col2im(const py::array& col, int64_t h, int64_t w, int64_t sh, int64_t
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-    m.doc() = "tinyae C++ kernels: im2col / col2im (float32, float64), OpenMP-parallel.";
+    m.doc() = "tinyae C++ kernels: im2col / col2im (float32, float64), run on a small thread pool.";
     m.def("im2col", &im2col, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
           py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("out") = py::none(),
           "Unfold x (N, C, H, W) into columns (C, KH, KW, N, OH, OW), into `out` when given (returned).\n"
@@ -200,5 +201,12 @@ PYBIND11_MODULE(_C, m) {
           py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("out") = py::none(),
           "Fold columns (C, KH, KW, N, OH, OW) into an image (N, C, h, w), summing overlaps.\n"
           "With `out` the image overwrites it (no accumulation) and `out` is returned.");
-    m.def("openmp_threads", &tinyae::openmp_threads, "OpenMP threads the kernels use (0: built without OpenMP).");
+    m.def("num_threads", &tinyae::num_threads, "Threads the kernels' loops may use, the caller included.");
+    m.def(
+        "set_num_threads",
+        [](int n) {
+            if (n < 1) throw py::value_error("set_num_threads: argument 'n' must be >= 1, got " + std::to_string(n));
+            tinyae::set_num_threads(n);
+        },
+        py::arg("n"), "Set the threads the kernels' loops may use (>= 1), the caller included.");
 }

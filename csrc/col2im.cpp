@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "geometry.h"
+#include "parallel.h"
 
 namespace tinyae {
 
@@ -35,18 +36,20 @@ void col2im_impl(const T* col, T* x, const Geometry& g) {
     const int64_t plane_in = g.h * g.w;
     const int64_t plane_out = g.oh * g.ow;
     const int64_t planes = g.n * g.c;
-#pragma omp parallel for schedule(static) if (parallel_worth_it(planes * g.kh * g.kw * g.oh * g.ow))
-    for (int64_t p = 0; p < planes; ++p) {
-        const int64_t c = p / g.n, n = p % g.n;
-        T* plane = x + (n * g.c + c) * plane_in;
-        std::fill(plane, plane + plane_in, T(0));
-        for (int64_t i = 0; i < g.kh; ++i) {
-            for (int64_t j = 0; j < g.kw; ++j) {
-                const T* src = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * plane_out;
-                add_tap<T, SW>(src, plane, g, i, j);
-            }
-        }
-    }
+    parallel_for(planes, loop_grain(g), loop_threads(planes * g.kh * g.kw * g.oh * g.ow),
+                 [&](int64_t lo, int64_t hi, int) {
+                     for (int64_t p = lo; p < hi; ++p) {
+                         const int64_t c = p / g.n, n = p % g.n;
+                         T* plane = x + (n * g.c + c) * plane_in;
+                         std::fill(plane, plane + plane_in, T(0));
+                         for (int64_t i = 0; i < g.kh; ++i) {
+                             for (int64_t j = 0; j < g.kw; ++j) {
+                                 const T* src = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * plane_out;
+                                 add_tap<T, SW>(src, plane, g, i, j);
+                             }
+                         }
+                     }
+                 });
 }
 
 }  // namespace

@@ -73,18 +73,27 @@ inline ValidRange valid_range(int64_t off, int64_t s, int64_t size, int64_t out)
     return {lo, hi};
 }
 
-// Small calls run on one thread: starting a parallel region costs microseconds, and on a busy
-// machine the join can wait for a descheduled worker for a whole time slice (milliseconds).
-constexpr int64_t kMinParallelWork = int64_t(1) << 20;  // column elements
+// Small calls run on one thread: waking a worker costs microseconds. `work`: column elements.
+constexpr int64_t kMinParallelWork = int64_t(1) << 20;
 
-inline bool parallel_worth_it(int64_t work) { return work >= kMinParallelWork; }
+int num_threads();  // parallel.h
+
+inline int loop_threads(int64_t work) { return work >= kMinParallelWork ? num_threads() : 1; }
+
+// Planes per block handed to a thread: about kBlockWork column elements (256 KB of float32), big
+// enough that handing out a block (one atomic add) is free, small enough that a thread the OS
+// descheduled holds up the end of the loop by little.
+constexpr int64_t kBlockWork = int64_t(1) << 16;
+
+inline int64_t loop_grain(const Geometry& g) {
+    const int64_t per_plane = g.kh * g.kw * g.oh * g.ow;
+    return per_plane >= kBlockWork ? 1 : kBlockWork / per_plane;
+}
 
 template <typename T>
 void im2col(const T* x, T* col, const Geometry& g);
 
 template <typename T>
 void col2im(const T* col, T* x, const Geometry& g);
-
-int openmp_threads();
 
 }  // namespace tinyae

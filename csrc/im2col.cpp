@@ -24,10 +24,7 @@
 #include <vector>
 
 #include "geometry.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "parallel.h"
 
 namespace tinyae {
 
@@ -184,22 +181,6 @@ inline void prefetch_plane(const T* plane, int64_t size) {
 #endif
 }
 
-int max_threads() {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-int thread_id() {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 }  // namespace
 
 template <typename T>
@@ -210,48 +191,42 @@ void im2col(const T* x, T* col, const Geometry& g) {
     const PhaseLayout lay(g);
     const SplitOffsets split_at(g, lay, fast);
     const int64_t scratch_size = fast ? lay.size(g) : 0;
-    const int threads = max_threads();
-    // One zero-initialised scratch plane per thread, allocated here (outside the parallel region) so
-    // that an allocation failure is an ordinary C++ exception (-> MemoryError), not a crash in OpenMP.
+    const int threads = loop_threads(planes * g.kh * g.kw * g.oh * g.ow);
+    // One zero-initialised scratch plane per thread, allocated here (outside the loop) so that an
+    // allocation failure is an ordinary C++ exception (-> MemoryError) raised before any work.
     std::vector<T> scratch(static_cast<size_t>(scratch_size * threads));
 
-#pragma omp parallel for schedule(static) num_threads(threads) if (parallel_worth_it(planes * g.kh * g.kw * g.oh * g.ow))
-    for (int64_t p = 0; p < planes; ++p) {
-        const int64_t c = p / g.n, n = p % g.n;
-        const T* plane = x + (n * g.c + c) * plane_in;
-        // Planes are visited n-fastest, i.e. C*H*W elements apart in x: too far for the hardware
-        // prefetcher, so ask for the next plane now and it arrives while this one is copied.
-        if (p + 1 < planes) prefetch_plane(x + (((p + 1) % g.n) * g.c + (p + 1) / g.n) * plane_in, plane_in);
-        if (fast) {
-            T* mine = scratch.data() + thread_id() * scratch_size;
-            if (g.sw == 1) {
-                split_plane<T, 1>(plane, mine, g, split_at);
-            } else if (g.sw == 2) {
-                split_plane<T, 2>(plane, mine, g, split_at);
+    parallel_for(planes, loop_grain(g), threads, [&](int64_t lo, int64_t hi, int slot) {
+        T* mine = scratch.data() + slot * scratch_size;
+        for (int64_t p = lo; p < hi; ++p) {
+            const int64_t c = p / g.n, n = p % g.n;
+            const T* plane = x + (n * g.c + c) * plane_in;
+            // Planes are visited n-fastest, i.e. C*H*W elements apart in x: too far for the
+            // hardware prefetcher, so ask for the next plane now and it arrives while this one is
+            // copied.
+            if (p + 1 < hi) prefetch_plane(x + (((p + 1) % g.n) * g.c + (p + 1) / g.n) * plane_in, plane_in);
+            if (fast) {
+                if (g.sw == 1) {
+                    split_plane<T, 1>(plane, mine, g, split_at);
+                } else if (g.sw == 2) {
+                    split_plane<T, 2>(plane, mine, g, split_at);
+                } else {
+                    split_plane<T, 0>(plane, mine, g, split_at);
+                }
+                copy_plane_fast(mine, col, g, lay, n, c);
             } else {
-                split_plane<T, 0>(plane, mine, g, split_at);
-            }
-            copy_plane_fast(mine, col, g, lay, n, c);
-        } else {
-            for (int64_t i = 0; i < g.kh; ++i) {
-                for (int64_t j = 0; j < g.kw; ++j) {
-                    T* dst = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * g.oh * g.ow;
-                    copy_tap_general(plane, dst, g, i, j);
+                for (int64_t i = 0; i < g.kh; ++i) {
+                    for (int64_t j = 0; j < g.kw; ++j) {
+                        T* dst = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * g.oh * g.ow;
+                        copy_tap_general(plane, dst, g, i, j);
+                    }
                 }
             }
         }
-    }
+    });
 }
 
 template void im2col<float>(const float*, float*, const Geometry&);
 template void im2col<double>(const double*, double*, const Geometry&);
-
-int openmp_threads() {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 0;
-#endif
-}
 
 }  // namespace tinyae

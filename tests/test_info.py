@@ -52,7 +52,7 @@ def test_info_command_shows_cpp_kernels_when_built():
     out = run_info()
     assert out.returncode == 0, out.stderr
     assert "C++" in line(out.stdout, "kernels")
-    assert "threads" in line(out.stdout, "OpenMP")
+    assert int(line(out.stdout, "threads").split()[1]) == kernels.cpp.default_threads()
 
 
 def test_info_command_without_extension_says_why():
@@ -78,7 +78,7 @@ def test_info_command_with_numpy_kernels_env():
 def test_info_command_lists_every_item():
     out = run_info()
     assert out.returncode == 0, out.stderr
-    for name in ("tinyae", "Python", "NumPy", "kernels", "OpenMP", "BLAS", "CuPy", "GPU"):
+    for name in ("tinyae", "Python", "NumPy", "kernels", "threads", "BLAS", "CuPy", "GPU"):
         line(out.stdout, name)
     assert ta.__version__ in line(out.stdout, "tinyae")
     assert sys.version.split()[0] in line(out.stdout, "Python")
@@ -96,7 +96,7 @@ def test_info_returns_a_dict_and_prints(capsys):
     d = ta.info()
     printed = capsys.readouterr().out
     assert d["kernels"]["active"] == kernels.get_kernels()
-    assert d["kernels"]["openmp_threads"] == kernels.openmp_threads()
+    assert d["kernels"]["threads"] == kernels.num_threads()
     assert d["gpu"]["available"] == ta.cuda.is_available()
     assert d["gpu"]["reason"] == backend.cuda_unavailable_reason()
     if not d["gpu"]["available"]:
@@ -108,9 +108,9 @@ def test_info_returns_a_dict_and_prints(capsys):
 def test_info_reasons_for_numpy_kernels(monkeypatch):
     monkeypatch.setattr(cpp, "AVAILABLE", False)
     monkeypatch.setattr(cpp, "UNAVAILABLE_REASON", "the C++ extension tinyae._C is not importable (test)")
-    monkeypatch.setattr(cpp, "openmp_threads", lambda: 0)
+    monkeypatch.setattr(cpp, "num_threads", lambda: 0)
     d = ta.info(print_report=False)["kernels"]
-    assert d["active"] == "numpy" and d["reason"].endswith("(test)") and d["openmp_threads"] == 0
+    assert d["active"] == "numpy" and d["reason"].endswith("(test)") and d["threads"] == 0
 
 
 def test_info_reason_after_set_kernels(monkeypatch):

@@ -11,11 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import tinyae
 import tinyae.kernels as K
 from tinyae.kernels import cuda as cuda_kernels
 from tinyae.kernels import numpy_kernels as nk
@@ -278,7 +280,7 @@ def test_dispatch_and_info():
     assert K.backend_name(x) == K.get_kernels()
     assert K.cpp_available() == (_C is not None)
     assert (K.cpp_unavailable_reason() is None) == K.cpp_available()
-    assert K.openmp_threads() >= 0
+    assert K.num_threads() >= 0
     previous = K.get_kernels()
     try:
         K.set_kernels("numpy")
@@ -296,8 +298,121 @@ def test_dispatch_and_info():
 
 
 @needs_cpp
-def test_openmp_threads_reported():
-    assert _C.openmp_threads() == K.openmp_threads() >= 0
+def test_num_threads_reported_and_set():
+    before = K.num_threads()
+    assert _C.num_threads() == before >= 1
+    try:
+        K.set_num_threads(3)
+        assert K.num_threads() == _C.num_threads() == 3
+        assert tinyae.get_num_threads() == 3
+        tinyae.set_num_threads(1)
+        assert K.num_threads() == 1
+    finally:
+        K.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    "bad, error", [(0, ValueError), (-2, ValueError), (2.0, TypeError), (True, TypeError)]
+)
+def test_set_num_threads_rejects_bad_counts(bad, error):
+    with pytest.raises(error, match="set_num_threads: argument 'n'"):
+        K.set_num_threads(bad)
+
+
+@needs_cpp
+@pytest.mark.parametrize(
+    "env, expected",
+    [({"TINYAE_NUM_THREADS": "3", "OMP_NUM_THREADS": "2"}, 3), ({"OMP_NUM_THREADS": "2,1"}, 2)],
+)
+def test_thread_count_from_the_environment(env, expected):
+    code = "import tinyae.kernels as K; print(K.num_threads())"
+    clean = {k: v for k, v in os.environ.items() if k not in ("TINYAE_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == expected
+
+
+# Shapes big enough (>= 2^20 column elements) that the C++ loops really run on the thread pool.
+_POOL_CASES = [
+    ((20, 8, 30, 30), (3, 3, 1, 1, 1, 1, 1, 1)),
+    ((40, 5, 33, 31), (4, 3, 2, 1, 1, 2, 1, 2)),
+    ((14, 64, 20, 20), (5, 5, 3, 3, 2, 2, 1, 1)),
+]
+
+
+@needs_cpp
+@pytest.mark.parametrize("x_shape, params", _POOL_CASES)
+def test_thread_counts_give_identical_results(x_shape, params):
+    """Every thread count (including more threads than cores) gives bit-identical im2col and col2im,
+    equal to the NumPy twin's: each output plane is owned by one thread, whatever the split."""
+    kh, kw, *rest = params
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    want_col = nk.im2col(x, kh, kw, *rest)
+    col = rng.standard_normal(want_col.shape).astype(np.float32)
+    want_img = nk.col2im(col, x_shape[2], x_shape[3], *rest)
+    assert want_col.size >= 2**20
+    before = K.num_threads()
+    try:
+        for threads in (1, 2, 3, 7):
+            K.set_num_threads(threads)
+            np.testing.assert_array_equal(_C.im2col(x, kh, kw, *rest), want_col, err_msg=f"{threads} threads")
+            got_img = _C.col2im(col, x_shape[2], x_shape[3], *rest)
+            if threads == 1:
+                first_img = got_img
+            np.testing.assert_array_equal(got_img, first_img, err_msg=f"col2im, {threads} threads")
+            np.testing.assert_allclose(got_img, want_img, rtol=1e-5, atol=1e-5)
+    finally:
+        K.set_num_threads(before)
+
+
+@needs_cpp
+def test_kernels_called_from_several_python_threads_at_once():
+    """The GIL is released: concurrent calls share (or, while it is busy, bypass) the pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x_shape, (kh, kw, *rest) = _POOL_CASES[0]
+    rng = np.random.default_rng(6)
+    xs = [rng.standard_normal(x_shape).astype(np.float32) for _ in range(6)]
+    wants = [nk.im2col(x, kh, kw, *rest) for x in xs]
+    with ThreadPoolExecutor(3) as ex:
+        for _ in range(3):
+            gots = list(ex.map(lambda x: _C.im2col(x, kh, kw, *rest), xs))
+            for got, want in zip(gots, wants):
+                np.testing.assert_array_equal(got, want)
+
+
+@needs_cpp
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_pool_works_in_a_forked_child():
+    """A child forked after the pool ran (e.g. a DataLoader worker) gets a fresh pool, not a hang."""
+    x_shape, (kh, kw, *rest) = _POOL_CASES[0]
+    x = np.random.default_rng(7).standard_normal(x_shape).astype(np.float32)
+    want = nk.im2col(x, kh, kw, *rest)
+    code = (
+        "import os, sys, numpy as np, tinyae.kernels as K\n"
+        "from tinyae import _C\n"
+        "K.set_num_threads(2)\n"
+        "x = np.load(sys.argv[1]); want = np.load(sys.argv[2])\n"
+        "_C.im2col(x, *[int(a) for a in sys.argv[3:]])  # the parent's workers exist now\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    ok = np.array_equal(_C.im2col(x, *[int(a) for a in sys.argv[3:]]), want)\n"
+        "    os._exit(0 if ok else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(f"{tmp}/x.npy", x)
+        np.save(f"{tmp}/want.npy", want)
+        args = [str(v) for v in (kh, kw, *rest)]
+        out = subprocess.run(
+            [sys.executable, "-c", code, f"{tmp}/x.npy", f"{tmp}/want.npy", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 0, (out.returncode, out.stderr)
 
 
 def test_env_var_selects_numpy_twin():

@@ -33,6 +33,8 @@ from tinyae.creation import (
     zeros_like,
 )
 from tinyae.gradcheck import gradcheck, gradgradcheck
+from tinyae.kernels import num_threads as get_num_threads
+from tinyae.kernels import set_num_threads
 from tinyae.ops import *  # noqa: F403 - the functional API at the top level, as torch.*
 from tinyae.serialization import load, save
 from tinyae.tensor import Tensor, enable_grad, grad, is_grad_enabled, no_grad, tensor
@@ -44,7 +46,8 @@ float64 = _np.float64
 int64 = _np.int64
 
 __all__ = [
-    "Tensor", "arange", "cuda", "enable_grad", "full", "generator", "grad", "gradcheck", "gradgradcheck",
+    "Tensor", "arange", "cuda", "enable_grad", "full", "generator", "get_num_threads", "grad", "gradcheck",
+    "gradgradcheck", "set_num_threads",
     "info", "is_grad_enabled", "manual_seed", "nn", "no_grad", "optim", "ones", "ones_like", "ops", "rand",
     "rand_like", "randn", "randn_like", "load", "save", "tensor", "zeros", "zeros_like", *ops.__all__,
 ]  # fmt: skip

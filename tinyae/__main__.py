@@ -15,7 +15,7 @@ USAGE = """\
 usage: python -m tinyae COMMAND [options]
 
 commands:
-  info [--json]     versions, active kernels (C++ or NumPy), OpenMP threads, BLAS, CuPy/GPU
+  info [--json]     versions, active kernels (C++ or NumPy), kernel threads, BLAS, CuPy/GPU
   train MODEL ...   train a model (needs tinyae.cli)
   eval RUN_DIR      evaluate a finished run (needs tinyae.cli)"""
 

@@ -1,7 +1,7 @@
 """``tinyae.info()`` and ``python -m tinyae info``: what this installation runs on.
 
 Reports the versions (tinyae, Python, NumPy), which CPU kernels are active (the C++
-extension or the NumPy twin, and why the twin when it is), OpenMP threads, the BLAS
+extension or the NumPy twin, and why the twin when it is), kernel threads, the BLAS
 behind NumPy's matmul, and whether CuPy and a GPU are usable (and why not). Every
 probe is defensive: a diagnostic must never crash on the machine it is diagnosing.
 """
@@ -34,7 +34,7 @@ def _kernels() -> dict[str, Any]:
         "name": "C++" if active == "cpp" else "NumPy",
         "cpp_available": kernels.cpp_available(),
         "reason": reason,
-        "openmp_threads": kernels.openmp_threads(),
+        "threads": kernels.num_threads(),
     }
 
 
@@ -103,12 +103,10 @@ def collect() -> dict[str, Any]:
 def format_report(d: dict[str, Any]) -> str:
     k, b, g = d["kernels"], d["blas"], d["gpu"]
     kernels = f"{k['name']}" + (f" (reason: {k['reason']})" if k["reason"] else " (tinyae._C)")
-    if not k["openmp_threads"]:
-        openmp = "none (C++ kernels missing or built without OpenMP)"
+    if not k["threads"]:
+        threads = "none (C++ kernels missing)"
     else:
-        openmp = f"{k['openmp_threads']} threads" + (
-            "" if k["active"] == "cpp" else " (C++ kernels not in use)"
-        )
+        threads = f"{k['threads']}" + ("" if k["active"] == "cpp" else " (C++ kernels not in use)")
     if b["name"]:
         blas = f"{b['name']} {b['version'] or ''}".rstrip()
         blas += f", {b['threads']} threads" if b["threads"] else ""
@@ -121,7 +119,7 @@ def format_report(d: dict[str, Any]) -> str:
         ("Python", f"{d['python']} on {d['platform']}"),
         ("NumPy", d["numpy"]),
         ("kernels", kernels),
-        ("OpenMP", openmp),
+        ("threads", threads),
         ("BLAS", blas),
         ("CuPy", g["cupy"] or "not installed (pip install 'tinyae[gpu]')"),
         ("GPU", gpu),

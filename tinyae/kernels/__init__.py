@@ -40,7 +40,8 @@ __all__ = [
     "get_kernels",
     "cpp_available",
     "cpp_unavailable_reason",
-    "openmp_threads",
+    "num_threads",
+    "set_num_threads",
 ]
 
 _CHOICES = ("cpp", "numpy")
@@ -93,9 +94,23 @@ def cpp_unavailable_reason() -> str | None:
     return cpp.UNAVAILABLE_REASON
 
 
-def openmp_threads() -> int:
-    """OpenMP threads of the C++ kernels (0 when missing or built without OpenMP)."""
-    return cpp.openmp_threads()
+def num_threads() -> int:
+    """Threads the C++ kernels may use, the calling thread included (0 when they are missing).
+
+    The default is ``TINYAE_NUM_THREADS``, else ``OMP_NUM_THREADS``, else every CPU this
+    process may run on. NumPy's BLAS, which does the matrix products, has its own threads
+    (``OPENBLAS_NUM_THREADS``, or ``threadpoolctl`` at run time).
+    """
+    return cpp.num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Let the C++ kernels use ``n`` threads (``n`` >= 1), the calling thread included."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: argument 'n' must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"set_num_threads: argument 'n' must be >= 1, got {n}")
+    cpp.set_num_threads(n)
 
 
 def _impl(x: Any) -> Any:

@@ -6,7 +6,9 @@ False, :data:`UNAVAILABLE_REASON` says why, and the NumPy twin is used instead.
 
 The C++ functions validate their arguments themselves and release the GIL while
 they run. A non-contiguous input is copied once into a contiguous buffer; an
-already C-contiguous input is used as it is (no copy).
+already C-contiguous input is used as it is (no copy). Their loops run on a small
+thread pool of their own (``csrc/parallel.cpp`` explains why not OpenMP), sized by
+:func:`set_num_threads`.
 """
 
 from __future__ import annotations
@@ -18,26 +20,11 @@ import numpy as np
 
 
 def _import_extension() -> tuple[ModuleType | None, str | None]:
-    """Import ``tinyae._C``; return (module, None) or (None, why not).
-
-    OpenMP threads that *spin* while waiting for work (libgomp's default) are a disaster on a
-    busy machine: a worker that used up its time slice spinning waits behind every other
-    process, and each parallel loop waits for it at its end barrier. We measured calls going from
-    0.1 ms to 25 ms on a loaded 2-core box. Sleeping waiters (PASSIVE) are woken promptly, so
-    unless the user chose a policy, load the OpenMP runtime with OMP_WAIT_POLICY=PASSIVE.
-    libgomp reads the variable once, when _C loads it, so it is removed again right after and
-    child processes do not inherit it. (Set OMP_WAIT_POLICY=ACTIVE on a dedicated machine.)
-    """
-    added = "OMP_WAIT_POLICY" not in os.environ
-    if added:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    """Import ``tinyae._C``; return (module, None) or (None, why not)."""
     try:
         from .. import _C as module  # type: ignore[attr-defined]
     except ImportError as exc:  # not built, or built for another Python
         return None, f"the C++ extension tinyae._C is not importable ({exc})"
-    finally:
-        if added:
-            del os.environ["OMP_WAIT_POLICY"]
     return module, None
 
 
@@ -46,9 +33,32 @@ _C, UNAVAILABLE_REASON = _import_extension()
 AVAILABLE = _C is not None
 
 
-def openmp_threads() -> int:
-    """Threads the C++ kernels run on; 0 when the extension is missing or built without OpenMP."""
-    return int(_C.openmp_threads()) if _C is not None else 0
+def default_threads() -> int:
+    """Threads for the kernels at start-up: ``TINYAE_NUM_THREADS``, else ``OMP_NUM_THREADS``
+    (the variable most users already set to mean "threads"), else the CPUs this process may use."""
+    for name in ("TINYAE_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").split(",")[0].strip()  # OMP_NUM_THREADS may be a list
+        if value.isdigit() and int(value) >= 1:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def num_threads() -> int:
+    """Threads the C++ kernels' loops may use, the calling thread included (0: no extension)."""
+    return int(_C.num_threads()) if _C is not None else 0
+
+
+def set_num_threads(n: int) -> None:
+    """Let the C++ kernels' loops use ``n`` threads (n >= 1), the calling thread included."""
+    if _C is not None:
+        _C.set_num_threads(n)
+
+
+if _C is not None:
+    _C.set_num_threads(default_threads())
 
 
 def _require() -> ModuleType:

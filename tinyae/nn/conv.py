@@ -135,24 +135,23 @@ def get_workspace_limit() -> int:
     return _workspace_limit
 
 
-# On one CPU thread a chunk's columns are also kept small enough to stay in the cache between
-# being written (by im2col, or by the GEMM of a transposed conv) and read back (by the GEMM, or
-# col2im): streaming a 15-30 MB buffer through main memory twice cost up to 20% of a layer's time
-# (L2, L3, W3, W5 of shared/bench/workloads.md: 1, 2 and 4 MB chunks alike, 32 MB clearly slower).
-# With several threads every chunk is a few parallel regions (BLAS, OpenMP) whose threads must all
-# be scheduled: on a busy machine 10x as many of them made layers up to 8x slower, so there (as on
-# a GPU, which wants few large launches) only the workspace limit applies. The thread count of the
-# C++ kernels (OpenMP) stands for that of BLAS: OMP_NUM_THREADS or threadpoolctl set both.
+# On the CPU a chunk's columns are also kept small enough to stay in the cache between being
+# written (by im2col, or by the GEMM of a transposed conv) and read back (by the GEMM, or col2im):
+# streaming a 15-30 MB buffer through main memory twice cost up to 20% of a layer's time (L2, L3,
+# W3, W5 of shared/bench/workloads.md: 1, 2 and 4 MB chunks alike, 32 MB clearly slower), and a
+# fresh buffer that big is new pages from the OS every time. This holds at every thread count
+# since the kernels' loops hand out work dynamically (csrc/parallel.h); with the earlier OpenMP
+# static split, many small chunks on two threads were slower than few large ones. On a GPU,
+# which wants few large launches, only the workspace limit applies.
 _CPU_CHUNK_BYTES = 2 * 2**20
 
 
 def _chunks(n: int, bytes_per_sample: int, like: Any) -> list[tuple[int, int]]:
     """Split range(n) into consecutive [start, stop) slices whose buffers stay under the cap.
 
-    ``like``: an array of the computation (on one CPU thread the cap is _CPU_CHUNK_BYTES).
+    ``like``: an array of the computation (on the CPU the cap is at most _CPU_CHUNK_BYTES).
     """
-    single_cpu_thread = not is_cupy_array(like) and kernels.openmp_threads() == 1
-    cap = min(_workspace_limit, _CPU_CHUNK_BYTES) if single_cpu_thread else _workspace_limit
+    cap = _workspace_limit if is_cupy_array(like) else min(_workspace_limit, _CPU_CHUNK_BYTES)
     step = max(1, cap // max(bytes_per_sample, 1))
     return [(i, min(i + step, n)) for i in range(0, n, step)]
 

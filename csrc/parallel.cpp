@@ -1,0 +1,134 @@
+// The thread pool of parallel.h.
+//
+// One loop ("job") at a time. The caller publishes the job and wakes the workers, then takes
+// blocks itself. A worker joins the job only while it is open; when the caller finds no block
+// left it closes the job and waits only for the workers that joined (each finishes its current
+// block). Workers are detached and the pool is never destroyed: at interpreter exit they are
+// asleep, and a forked child (which inherits no threads) gets a fresh, empty pool.
+#include "parallel.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+namespace tinyae {
+
+namespace {
+
+thread_local bool inside_loop = false;  // set while this thread runs a loop's body
+
+class Pool {
+public:
+    // Returns false (without running anything) when the pool is busy with another thread's loop.
+    bool run(int64_t n, int64_t grain, int threads, const LoopBody& body) {
+        std::unique_lock<std::mutex> busy(run_mutex_, std::try_to_lock);
+        if (!busy.owns_lock()) return false;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            for (; started_ < threads - 1; ++started_) std::thread(&Pool::worker_loop, this, started_ + 1).detach();
+            body_ = &body;
+            n_ = n;
+            grain_ = grain;
+            next_.store(0);
+            error_ = nullptr;
+            wanted_ = threads - 1;
+            open_ = true;
+            ++job_;
+        }
+        wake_.notify_all();
+        work(0);
+        std::unique_lock<std::mutex> lock(mutex_);
+        open_ = false;
+        done_.wait(lock, [this] { return running_ == 0; });
+        body_ = nullptr;
+        if (error_) std::rethrow_exception(error_);
+        return true;
+    }
+
+private:
+    void worker_loop(int slot) {
+        inside_loop = true;  // a nested parallel_for from a worker runs serially
+        uint64_t seen = 0;
+        std::unique_lock<std::mutex> lock(mutex_);
+        for (;;) {
+            wake_.wait(lock, [&] { return job_ != seen; });
+            seen = job_;
+            if (!open_ || slot > wanted_) continue;  // too late, or not needed for this job
+            ++running_;
+            lock.unlock();
+            work(slot);
+            lock.lock();
+            if (--running_ == 0) done_.notify_one();
+        }
+    }
+
+    // Take blocks until none is left (or a body threw).
+    void work(int slot) {
+        const bool was_inside = inside_loop;
+        inside_loop = true;
+        try {
+            for (;;) {
+                const int64_t lo = next_.fetch_add(grain_);
+                if (lo >= n_) break;
+                (*body_)(lo, std::min(lo + grain_, n_), slot);
+            }
+        } catch (...) {
+            next_.store(n_);  // nobody takes another block
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (!error_) error_ = std::current_exception();
+        }
+        inside_loop = was_inside;
+    }
+
+    std::mutex run_mutex_;  // held by the thread whose loop owns the pool
+    std::mutex mutex_;      // guards everything below except next_
+    std::condition_variable wake_, done_;
+    int started_ = 0;       // workers started so far; they have slots 1..started_
+    uint64_t job_ = 0;      // id of the latest job
+    bool open_ = false;     // whether workers may still join it
+    int wanted_ = 0;        // workers it may use: slots 1..wanted_
+    int running_ = 0;       // workers inside it
+    const LoopBody* body_ = nullptr;
+    int64_t n_ = 0, grain_ = 1;
+    std::atomic<int64_t> next_{0};  // first iteration of the next block to hand out
+    std::exception_ptr error_;
+};
+
+Pool* the_pool = nullptr;
+std::once_flag pool_once;
+std::atomic<int> configured_threads{0};
+
+void fresh_pool_after_fork() { the_pool = new Pool(); }  // the parent's pool (and its threads) is gone
+
+Pool& pool() {
+    std::call_once(pool_once, [] {
+        the_pool = new Pool();
+        pthread_atfork(nullptr, nullptr, fresh_pool_after_fork);
+    });
+    return *the_pool;
+}
+
+}  // namespace
+
+int num_threads() {
+    const int n = configured_threads.load();
+    if (n > 0) return n;
+    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+void set_num_threads(int n) { configured_threads.store(std::max(1, n)); }
+
+void parallel_for(int64_t n, int64_t grain, int threads, const LoopBody& body) {
+    grain = std::max<int64_t>(1, grain);
+    threads = static_cast<int>(std::min<int64_t>(threads, (n + grain - 1) / grain));
+    if (threads <= 1 || inside_loop || !pool().run(n, grain, threads, body)) {
+        if (n > 0) body(0, n, 0);  // slot 0: a serial run uses the first scratch slot
+    }
+}
+
+}  // namespace tinyae
