@@ -77,11 +77,17 @@ MMAP_THRESHOLD = 128 * 1024
 # ---------------------------------------------------------------------------------- timing
 
 
-def interleave(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int) -> dict[str, list[float]]:
+def interleave(
+    fns: dict[str, Callable[[], Any]], rounds: int, warmup: int, settle: float = 0.0
+) -> dict[str, list[float]]:
     """Seconds per call of each function: ``warmup`` untimed calls each, then ``rounds`` rounds.
 
-    Round r calls the functions in the order rotated by r (A B C, B C A, C A B, ...), so no
-    variant always runs first, right after another one has warmed (or thrashed) the caches.
+    Round r calls the functions in the order rotated by r (A B C, B C A, ...), so no variant
+    always runs first, right after another one has warmed (or thrashed) the caches.
+    ``settle``: seconds to sleep before each timed call, so that the threads the previous call
+    left busy-waiting are asleep again. (NumPy's OpenBLAS keeps its workers spinning for about
+    0.1 s after each product, PyTorch's OpenMP for a shorter while: without the pause, an
+    engine pays for the other's spinning threads, PyTorch up to 1.5x its time on W3.)
     """
     names = list(fns)
     for name in names:
@@ -91,6 +97,8 @@ def interleave(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int) -> d
     for r in range(rounds):
         k = r % len(names)
         for name in names[k:] + names[:k]:
+            if settle:
+                time.sleep(settle)
             t0 = time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - t0)
@@ -476,7 +484,7 @@ def machine_info(device: str, threads: int) -> dict[str, Any]:
 
     info["tinyae"] = tinyae.__version__
     info["tinyae_kernels"] = kernels.get_kernels()
-    info["tinyae_openmp_threads"] = kernels.openmp_threads()
+    info["tinyae_kernel_threads"] = kernels.num_threads()
     info["thread_pools"] = thread_info()
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         commit = subprocess.run(
