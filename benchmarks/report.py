@@ -188,7 +188,7 @@ def _rel_err(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def bench_layers(
-    device: str, rounds: int, warmup: int, only: set[str] | None, skipped: list[str]
+    device: str, rounds: int, warmup: int, only: set[str] | None, skipped: list[str], settle: float = 0.0
 ) -> list[dict[str, Any]]:
     """L1-L6: forward and forward + backward of tinyae (C++ and NumPy kernels) and PyTorch."""
     fws: dict[str, Framework] = {}
@@ -218,7 +218,7 @@ def bench_layers(
             fns[f"{name}_f"] = lambda case=case: case.run(backward=False)
         if with_numpy_twin:
             fns["tinyae_numpy_fb"] = _with_kernels("numpy", cases["tinyae"].run)
-        t = interleave(fns, rounds, warmup)
+        t = interleave(fns, rounds, warmup, settle)
         for key, ts in t.items():
             row[f"{key}_ms"] = median_ms(ts)
         row["ratio"] = pair_ratio(t.get("tinyae_fb"), t.get("torch_fb"))
@@ -268,7 +268,7 @@ def bench_kernels(rounds: int, only: set[str] | None, skipped: list[str]) -> lis
 
 
 def bench_train(
-    device: str, rounds: int, warmup: int, only: set[str] | None, skipped: list[str]
+    device: str, rounds: int, warmup: int, only: set[str] | None, skipped: list[str], settle: float = 0.0
 ) -> list[dict[str, Any]]:
     """W1-W5: one optimizer step, tinyae against PyTorch, same weights and batch."""
     fws: dict[str, Framework] = {}
@@ -287,7 +287,7 @@ def bench_train(
         row: dict[str, Any] = {"id": wid, "title": spec.title, "batch": spec.batch}
         # Step 1 from identical weights: the losses must agree (a wrong model would be "fast").
         row["first_loss"] = {name: case.loss_values(case.step()) for name, case in cases.items()}
-        t = interleave({name: case.step for name, case in cases.items()}, rounds, warmup)
+        t = interleave({name: case.step for name, case in cases.items()}, rounds, warmup, settle)
         row["last_loss"] = {name: case.loss_values(case.step()) for name, case in cases.items()}
         for name, ts in t.items():
             row[f"{name}_ms"] = median_ms(ts)
@@ -511,7 +511,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"(commit {meta.get('git_commit')}, {meta['tinyae_kernels']} kernels); {meta['date']}. "
         f"float32. Medians of {meta['rounds']} interleaved rounds after {meta['warmup']} warm-up calls; "
         "ratios are medians of per-round ratios (lower is better for tinyae). "
-        f"1-minute load average {_fmt(meta.get('load_average_start'), '', 1)} at the start, "
+        + (
+            f"A {meta['settle_s']} s pause before each timed call lets the other engine's idle threads "
+            "stop spinning. "
+            if meta.get("settle_s")
+            else ""
+        )
+        + f"1-minute load average {_fmt(meta.get('load_average_start'), '', 1)} at the start, "
         f"{_fmt(meta.get('load_average_end'), '', 1)} at the end ({meta['cores']} cores: above that, "
         "other processes were competing for the CPU and multi-threaded timings suffer most).",
         "",
@@ -692,18 +698,21 @@ def run_report(args: argparse.Namespace) -> dict[str, Any]:
     warmup = 1 if args.quick else 3
     only = set(args.only.split(",")) if args.only else None
     meta = machine_info(device, threads)
-    meta.update(rounds=rounds, warmup=warmup, quick=args.quick)
+    # Several threads per engine: pause before each timed call until the other engine's idle
+    # threads stop spinning (see interleave). One thread has nothing spinning; a GPU syncs anyway.
+    settle = 0.15 if device == "cpu" and threads > 1 and not args.quick else 0.0
+    meta.update(rounds=rounds, warmup=warmup, quick=args.quick, settle_s=settle)
     print(f"tinyae benchmark report: {device}, {threads} threads, {rounds} rounds", flush=True)
     result: dict[str, Any] = {"meta": meta, "targets": TARGETS, "skipped": skipped}
     result["matmul_peak"] = matmul_peak(device, 1024 if args.quick else 2048)
     print("layers", flush=True)
-    result["layers"] = bench_layers(device, rounds, warmup, only, skipped)
+    result["layers"] = bench_layers(device, rounds, warmup, only, skipped, settle)
     print("kernels", flush=True)
     result["kernels"] = bench_kernels(rounds, only, skipped) if device == "cpu" else []
     if device != "cpu":
         skipped.append("kernel table: C++ vs NumPy twin is a CPU comparison")
     print("training steps", flush=True)
-    result["train"] = bench_train(device, max(3, rounds * 2 // 3), warmup, only, skipped)
+    result["train"] = bench_train(device, max(3, rounds * 2 // 3), warmup, only, skipped, settle)
     if args.memory and result["train"]:
         print("peak memory (fresh subprocesses)", flush=True)
         bench_memory(result["train"], device, threads)
