@@ -74,7 +74,7 @@ inline ValidRange valid_range(int64_t off, int64_t s, int64_t size, int64_t out)
 }
 
 // Small calls run on one thread: waking a worker costs microseconds. `work`: column elements.
-constexpr int64_t kMinParallelWork = int64_t(1) << 20;
+constexpr int64_t kMinParallelWork = int64_t(1) << 17;
 
 int num_threads();  // parallel.h
 
