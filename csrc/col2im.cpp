@@ -31,25 +31,28 @@ void add_tap(const T* src, T* plane, const Geometry& g, int64_t i, int64_t j) {
     }
 }
 
+// Fold the output planes [lo, hi) (numbered n-fastest: p = c*N + n) of x from col.
 template <typename T, int SW>
-void col2im_impl(const T* col, T* x, const Geometry& g) {
+void fold_planes(const T* col, T* x, const Geometry& g, int64_t lo, int64_t hi) {
     const int64_t plane_in = g.h * g.w;
     const int64_t plane_out = g.oh * g.ow;
-    const int64_t planes = g.n * g.c;
-    parallel_for(planes, loop_grain(g), loop_threads(planes * g.kh * g.kw * g.oh * g.ow),
-                 [&](int64_t lo, int64_t hi, int) {
-                     for (int64_t p = lo; p < hi; ++p) {
-                         const int64_t c = p / g.n, n = p % g.n;
-                         T* plane = x + (n * g.c + c) * plane_in;
-                         std::fill(plane, plane + plane_in, T(0));
-                         for (int64_t i = 0; i < g.kh; ++i) {
-                             for (int64_t j = 0; j < g.kw; ++j) {
-                                 const T* src = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * plane_out;
-                                 add_tap<T, SW>(src, plane, g, i, j);
-                             }
-                         }
-                     }
-                 });
+    for (int64_t p = lo; p < hi; ++p) {
+        const int64_t c = p / g.n, n = p % g.n;
+        T* plane = x + (n * g.c + c) * plane_in;
+        std::fill(plane, plane + plane_in, T(0));
+        for (int64_t i = 0; i < g.kh; ++i) {
+            for (int64_t j = 0; j < g.kw; ++j) {
+                const T* src = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * plane_out;
+                add_tap<T, SW>(src, plane, g, i, j);
+            }
+        }
+    }
+}
+
+template <typename T, int SW>
+void col2im_impl(const T* col, T* x, const Geometry& g) {
+    parallel_for(g.n * g.c, loop_grain(g), loop_threads(g.n * g.c * g.kh * g.kw * g.oh * g.ow),
+                 [&](int64_t lo, int64_t hi, int) { fold_planes<T, SW>(col, x, g, lo, hi); });
 }
 
 }  // namespace

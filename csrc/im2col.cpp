@@ -181,48 +181,52 @@ inline void prefetch_plane(const T* plane, int64_t size) {
 #endif
 }
 
+// Unfold the planes [lo, hi) (numbered n-fastest: p = c*N + n) into col. `scratch`: this
+// thread's zero-initialised scratch plane (fast path only).
+template <typename T>
+void unfold_planes(const T* x, T* col, const Geometry& g, bool fast, const PhaseLayout& lay,
+                   const SplitOffsets& split_at, int64_t lo, int64_t hi, T* scratch) {
+    const int64_t plane_in = g.h * g.w;
+    for (int64_t p = lo; p < hi; ++p) {
+        const int64_t c = p / g.n, n = p % g.n;
+        const T* plane = x + (n * g.c + c) * plane_in;
+        // Planes are visited n-fastest, i.e. C*H*W elements apart in x: too far for the hardware
+        // prefetcher, so ask for the next plane now and it arrives while this one is copied.
+        if (p + 1 < hi) prefetch_plane(x + (((p + 1) % g.n) * g.c + (p + 1) / g.n) * plane_in, plane_in);
+        if (fast) {
+            if (g.sw == 1) {
+                split_plane<T, 1>(plane, scratch, g, split_at);
+            } else if (g.sw == 2) {
+                split_plane<T, 2>(plane, scratch, g, split_at);
+            } else {
+                split_plane<T, 0>(plane, scratch, g, split_at);
+            }
+            copy_plane_fast(scratch, col, g, lay, n, c);
+        } else {
+            for (int64_t i = 0; i < g.kh; ++i) {
+                for (int64_t j = 0; j < g.kw; ++j) {
+                    T* dst = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * g.oh * g.ow;
+                    copy_tap_general(plane, dst, g, i, j);
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 template <typename T>
 void im2col(const T* x, T* col, const Geometry& g) {
-    const int64_t plane_in = g.h * g.w;
-    const int64_t planes = g.n * g.c;
     const bool fast = use_fast_path(g);
     const PhaseLayout lay(g);
     const SplitOffsets split_at(g, lay, fast);
     const int64_t scratch_size = fast ? lay.size(g) : 0;
-    const int threads = loop_threads(planes * g.kh * g.kw * g.oh * g.ow);
+    const int threads = loop_threads(g.n * g.c * g.kh * g.kw * g.oh * g.ow);
     // One zero-initialised scratch plane per thread, allocated here (outside the loop) so that an
     // allocation failure is an ordinary C++ exception (-> MemoryError) raised before any work.
     std::vector<T> scratch(static_cast<size_t>(scratch_size * threads));
-
-    parallel_for(planes, loop_grain(g), threads, [&](int64_t lo, int64_t hi, int slot) {
-        T* mine = scratch.data() + slot * scratch_size;
-        for (int64_t p = lo; p < hi; ++p) {
-            const int64_t c = p / g.n, n = p % g.n;
-            const T* plane = x + (n * g.c + c) * plane_in;
-            // Planes are visited n-fastest, i.e. C*H*W elements apart in x: too far for the
-            // hardware prefetcher, so ask for the next plane now and it arrives while this one is
-            // copied.
-            if (p + 1 < hi) prefetch_plane(x + (((p + 1) % g.n) * g.c + (p + 1) / g.n) * plane_in, plane_in);
-            if (fast) {
-                if (g.sw == 1) {
-                    split_plane<T, 1>(plane, mine, g, split_at);
-                } else if (g.sw == 2) {
-                    split_plane<T, 2>(plane, mine, g, split_at);
-                } else {
-                    split_plane<T, 0>(plane, mine, g, split_at);
-                }
-                copy_plane_fast(mine, col, g, lay, n, c);
-            } else {
-                for (int64_t i = 0; i < g.kh; ++i) {
-                    for (int64_t j = 0; j < g.kw; ++j) {
-                        T* dst = col + (((c * g.kh + i) * g.kw + j) * g.n + n) * g.oh * g.ow;
-                        copy_tap_general(plane, dst, g, i, j);
-                    }
-                }
-            }
-        }
+    parallel_for(g.n * g.c, loop_grain(g), threads, [&](int64_t lo, int64_t hi, int slot) {
+        unfold_planes(x, col, g, fast, lay, split_at, lo, hi, scratch.data() + slot * scratch_size);
     });
 }
 
