@@ -45,8 +45,8 @@ gradient of a conv with few output channels, e.g. a decoder's last layer (see ``
 
 **Memory.** The column buffer is KH*KW / (SH*SW) times the input. A batch whose buffer would exceed
 the workspace limit (:func:`set_workspace_limit`, env ``TINYAE_WORKSPACE_MB``, default 32 MB) is
-processed in chunks along N, one chunk's buffer alive at a time; the results are identical. On one
-CPU thread chunks are smaller still, cache-sized (``_CPU_CHUNK_BYTES``, 2 MB), which is faster:
+processed in chunks along N, one chunk's buffer alive at a time; the results are identical. On the
+CPU chunks are smaller still, cache-sized (``_CPU_CHUNK_BYTES``, 4 MB), which is faster:
 each chunk's columns are read back while still in the cache. The forward's buffer is kept for the
 weight gradient only when it is not much bigger than x (see ``_KEEP_COL_RATIO``) and fits in one
 chunk; otherwise the backward unfolds x again, chunk by chunk. What a training step
@@ -141,9 +141,10 @@ def get_workspace_limit() -> int:
 # W3, W5 of shared/bench/workloads.md: 1, 2 and 4 MB chunks alike, 32 MB clearly slower), and a
 # fresh buffer that big is new pages from the OS every time. This holds at every thread count
 # since the kernels' loops hand out work dynamically (csrc/parallel.h); with the earlier OpenMP
-# static split, many small chunks on two threads were slower than few large ones. On a GPU,
-# which wants few large launches, only the workspace limit applies.
-_CPU_CHUNK_BYTES = 2 * 2**20
+# static split, many small chunks on two threads were slower than few large ones. (2, 4 and 8 MB
+# side by side at 2 threads: 4 MB was ahead by 2-12% on W5, L2, L3 and L5, level on W3.) On a
+# GPU, which wants few large launches, only the workspace limit applies.
+_CPU_CHUNK_BYTES = 4 * 2**20
 
 
 def _chunks(n: int, bytes_per_sample: int, like: Any) -> list[tuple[int, int]]:
