@@ -85,6 +85,9 @@ def test_report_smoke(tmp_path: Any) -> None:
     assert [r["id"] for r in result["layers"]] == ["L6"]
     assert [r["id"] for r in result["train"]] == ["W1"]
     assert result["layers"][0]["ratio"] > 0 and result["train"][0]["ratio"] > 0
+    assert result["layers"][0]["ratio_spread"] is None  # one round: no spread to give
+    q1, q3 = result["train"][0]["ratio_spread"]  # training steps run at least 3 rounds
+    assert q1 <= result["train"][0]["ratio"] <= q3
     assert max(result["layers"][0]["max_rel_err"].values()) < 1e-4
     assert "| W1 |" in (tmp_path / "latest.md").read_text()
     assert (tmp_path / "latest.png").stat().st_size > 0 or "matplotlib" in " ".join(result["skipped"])
@@ -100,3 +103,12 @@ def test_report_cuda_guard(tmp_path: Any, capsys: Any) -> None:
     report.main(["--device", "cuda", "--out", str(tmp_path)])
     assert "skipping --device cuda" in capsys.readouterr().out
     assert not any(tmp_path.iterdir())
+
+
+def test_ratio_spread_is_the_quartiles_of_per_round_ratios() -> None:
+    from benchmarks.report import pair_ratio, pair_ratio_spread
+
+    a, b = [2.0, 4.0, 6.0, 8.0, 10.0], [2.0] * 5  # per-round ratios 1, 2, 3, 4, 5
+    assert pair_ratio(a, b) == 3.0
+    assert pair_ratio_spread(a, b) == [1.5, 4.5]  # statistics.quantiles, "exclusive" method
+    assert pair_ratio_spread([1.0], [1.0]) is None

@@ -116,6 +116,20 @@ def pair_ratio(a: list[float] | None, b: list[float] | None) -> float | None:
     return statistics.median(x / y for x, y in zip(a, b))
 
 
+def pair_ratio_spread(a: list[float] | None, b: list[float] | None) -> list[float] | None:
+    """First and third quartiles over rounds of a[r] / b[r]: how much the ratio moved from round
+    to round (a wide spread says the machine was noisy; compare runs with care)."""
+    if not a or not b or len(a) < 2:
+        return None
+    q1, _, q3 = statistics.quantiles([x / y for x, y in zip(a, b)], n=4)
+    return [q1, q3]
+
+
+def _spread(r: dict[str, Any]) -> str:
+    spread = r.get("ratio_spread")
+    return "-" if not spread else f"{spread[0]:.2f}-{spread[1]:.2f}"
+
+
 def _array_module(device: str) -> Any:
     if device == "cuda":
         import cupy
@@ -222,6 +236,7 @@ def bench_layers(
         for key, ts in t.items():
             row[f"{key}_ms"] = median_ms(ts)
         row["ratio"] = pair_ratio(t.get("tinyae_fb"), t.get("torch_fb"))
+        row["ratio_spread"] = pair_ratio_spread(t.get("tinyae_fb"), t.get("torch_fb"))
         row["ratio_fwd"] = pair_ratio(t.get("tinyae_f"), t.get("torch_f"))
         for name in ("tinyae", "torch"):
             if f"{name}_fb_ms" in row:
@@ -292,6 +307,7 @@ def bench_train(
         for name, ts in t.items():
             row[f"{name}_ms"] = median_ms(ts)
         row["ratio"] = pair_ratio(t.get("tinyae"), t.get("torch"))
+        row["ratio_spread"] = pair_ratio_spread(t.get("tinyae"), t.get("torch"))
         rows.append(row)
         print(f"  {wid}: tinyae {row['tinyae_ms']:.1f} ms, ratio {_fmt(row['ratio'], 'x')}", flush=True)
     return rows
@@ -529,14 +545,14 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [
             f"## Layers L1-L6: forward + backward (target tinyae/torch <= {TARGETS['layer_ratio']})",
             "",
-            "| L | layer | tinyae ms | torch ms | **tinyae/torch** | fwd ratio | bwd ratio | tinyae GFLOP/s "
-            "| torch GFLOP/s | GEMM-only GFLOP/s | NumPy-kernels ms | target |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| L | layer | tinyae ms | torch ms | **tinyae/torch** | middle half of rounds | fwd ratio "
+            "| bwd ratio | tinyae GFLOP/s | torch GFLOP/s | GEMM-only GFLOP/s | NumPy-kernels ms | target |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in result["layers"]:
             lines.append(
                 f"| {r['id']} | {r['layer']} | {_fmt(r.get('tinyae_fb_ms'), '', 1)} "
-                f"| {_fmt(r.get('torch_fb_ms'), '', 1)} | **{_fmt(r.get('ratio'))}** "
+                f"| {_fmt(r.get('torch_fb_ms'), '', 1)} | **{_fmt(r.get('ratio'))}** | {_spread(r)} "
                 f"| {_fmt(r.get('ratio_fwd'))} "
                 f"| {_fmt(r.get('ratio_bwd'))} | {_fmt(r.get('tinyae_fb_gflops'), '', 0)} "
                 f"| {_fmt(r.get('torch_fb_gflops'), '', 0)} | {_fmt(r.get('gemm_only_gflops'), '', 0)} "
@@ -563,10 +579,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"## Training steps W1-W5 (target time <= {TARGETS['train_ratio']}x, "
             f"peak memory <= {TARGETS['memory_ratio']}x)",
             "",
-            "| W | model (batch) | tinyae ms | torch ms | **tinyae/torch** | step-1 loss tinyae / torch "
-            "| peak RSS +MB tinyae / torch | **mem ratio** | alloc peak MB tinyae / torch | alloc ratio "
-            "| time | memory |",
-            "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---|",
+            "| W | model (batch) | tinyae ms | torch ms | **tinyae/torch** | middle half of rounds "
+            "| step-1 loss tinyae / torch | peak RSS +MB tinyae / torch | **mem ratio** "
+            "| alloc peak MB tinyae / torch | alloc ratio | time | memory |",
+            "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---|",
         ]
         for r in result["train"]:
             mem = r.get("memory", {})
@@ -578,7 +594,8 @@ def markdown(result: dict[str, Any]) -> str:
             mem_ratio = mem.get("rss_increase_mb_ratio")
             lines.append(
                 f"| {r['id']} | {r['title']} ({r['batch']}) | {_fmt(r.get('tinyae_ms'), '', 1)} "
-                f"| {_fmt(r.get('torch_ms'), '', 1)} | **{_fmt(r.get('ratio'))}** | {loss_txt} "
+                f"| {_fmt(r.get('torch_ms'), '', 1)} | **{_fmt(r.get('ratio'))}** | {_spread(r)} "
+                f"| {loss_txt} "
                 f"| {_fmt(ta.get('rss_increase_mb'), '', 1)} / {_fmt(tt.get('rss_increase_mb'), '', 1)} "
                 f"| **{_fmt(mem_ratio)}** "
                 f"| {_fmt(ta.get('alloc_peak_mb'), '', 1)} / {_fmt(tt.get('alloc_peak_mb'), '', 1)} "
