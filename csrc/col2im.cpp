@@ -8,7 +8,6 @@
 #include <algorithm>
 
 #include "geometry.h"
-#include "parallel.h"
 
 namespace tinyae {
 
@@ -51,7 +50,7 @@ void fold_planes(const T* col, T* x, const Geometry& g, int64_t lo, int64_t hi) 
 
 template <typename T, int SW>
 void col2im_impl(const T* col, T* x, const Geometry& g) {
-    parallel_for(g.n * g.c, loop_grain(g), loop_threads(g.n * g.c * g.kh * g.kw * g.oh * g.ow),
+    parallel_for(g.n * g.c, loop_grain(g), loop_threads(g),
                  [&](int64_t lo, int64_t hi, int) { fold_planes<T, SW>(col, x, g, lo, hi); });
 }
 

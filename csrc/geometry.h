@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "parallel.h"
+
 namespace tinyae {
 
 struct Geometry {
@@ -73,12 +75,13 @@ inline ValidRange valid_range(int64_t off, int64_t s, int64_t size, int64_t out)
     return {lo, hi};
 }
 
-// Small calls run on one thread: waking a worker costs microseconds. `work`: column elements.
+// Small calls run on one thread: waking a worker costs microseconds. Counted in column elements.
 constexpr int64_t kMinParallelWork = int64_t(1) << 17;
 
-int num_threads();  // parallel.h
-
-inline int loop_threads(int64_t work) { return work >= kMinParallelWork ? num_threads() : 1; }
+// Threads for a call's loop over the N*C planes (its work: the column buffer's elements).
+inline int loop_threads(const Geometry& g) {
+    return g.n * g.c * g.kh * g.kw * g.oh * g.ow >= kMinParallelWork ? num_threads() : 1;
+}
 
 // Planes per block handed to a thread: about kBlockWork column elements (256 KB of float32), big
 // enough that handing out a block (one atomic add) is free, small enough that a thread the OS

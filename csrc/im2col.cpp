@@ -24,7 +24,6 @@
 #include <vector>
 
 #include "geometry.h"
-#include "parallel.h"
 
 namespace tinyae {
 
@@ -221,7 +220,7 @@ void im2col(const T* x, T* col, const Geometry& g) {
     const PhaseLayout lay(g);
     const SplitOffsets split_at(g, lay, fast);
     const int64_t scratch_size = fast ? lay.size(g) : 0;
-    const int threads = loop_threads(g.n * g.c * g.kh * g.kw * g.oh * g.ow);
+    const int threads = loop_threads(g);
     // One zero-initialised scratch plane per thread, allocated here (outside the loop) so that an
     // allocation failure is an ordinary C++ exception (-> MemoryError) raised before any work.
     std::vector<T> scratch(static_cast<size_t>(scratch_size * threads));
