@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: the device grid and the real-data root.
+"""Shared pytest fixtures: the device grid, the real-data root, the kernels' thread count.
 
 Tests that take the ``device`` fixture run once per device: always on ``"cpu"``,
 and on ``"cuda"`` when CuPy sees a GPU (otherwise that case is skipped with the
@@ -36,3 +36,12 @@ def mnist_root() -> str:
     if not root or not os.path.isdir(root):
         pytest.skip("real MNIST not available: set TINYAE_DATA to the folder holding the IDX files")
     return root
+
+
+@pytest.fixture
+def restore_num_threads():
+    """The C++ kernels' thread count as it was before the test (0 when the extension is missing)."""
+    previous = tinyae.kernels.num_threads()
+    yield previous
+    if previous:
+        tinyae.kernels.set_num_threads(previous)

@@ -473,7 +473,7 @@ def test_chunked_equals_unchunked(gemm_path, kind, count_kernel_calls, restore_w
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_cpu_chunks_are_cache_sized(threads, count_kernel_calls, monkeypatch):
+def test_cpu_chunks_are_cache_sized(threads, count_kernel_calls, monkeypatch, restore_num_threads):
     """On the CPU no column buffer exceeds _CPU_CHUNK_BYTES (or one sample's), at any thread count."""
     rng = np.random.default_rng(27)
     arrays = rng.standard_normal((6, 4, 9, 8)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
@@ -481,14 +481,9 @@ def test_cpu_chunks_are_cache_sized(threads, count_kernel_calls, monkeypatch):
     one_sample = 4 * 9 * 9 * 8 * 8  # rows * OH * OW * 8 bytes
     monkeypatch.setattr(C, "_CPU_CHUNK_BYTES", 2 * one_sample)
     count_kernel_calls.update(im2col=0, col2im=0, max_col_bytes=0)
-    before = C.kernels.num_threads()
-    if before:  # the C++ kernels' pool (0: the extension is missing)
+    if restore_num_threads:  # the C++ kernels' pool (0: the extension is missing)
         C.kernels.set_num_threads(threads)
-    try:
-        y2, grads2, _ = forward_backward(conv2d, *arrays, dict(padding=1))
-    finally:
-        if before:
-            C.kernels.set_num_threads(before)
+    y2, grads2, _ = forward_backward(conv2d, *arrays, dict(padding=1))
     assert count_kernel_calls["max_col_bytes"] == 2 * one_sample
     assert count_kernel_calls["im2col"] == 2 * 3 and count_kernel_calls["col2im"] == 3
     for a, b_ in zip([y2, *grads2], [y, *grads]):

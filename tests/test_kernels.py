@@ -298,17 +298,13 @@ def test_dispatch_and_info():
 
 
 @needs_cpp
-def test_num_threads_reported_and_set():
-    before = K.num_threads()
-    assert _C.num_threads() == before >= 1
-    try:
-        K.set_num_threads(3)
-        assert K.num_threads() == _C.num_threads() == 3
-        assert tinyae.get_num_threads() == 3
-        tinyae.set_num_threads(1)
-        assert K.num_threads() == 1
-    finally:
-        K.set_num_threads(before)
+def test_num_threads_reported_and_set(restore_num_threads):
+    assert _C.num_threads() == restore_num_threads >= 1
+    K.set_num_threads(3)
+    assert K.num_threads() == _C.num_threads() == 3
+    assert tinyae.get_num_threads() == 3
+    tinyae.set_num_threads(1)
+    assert K.num_threads() == 1
 
 
 @pytest.mark.parametrize(
@@ -332,7 +328,7 @@ def test_thread_count_from_the_environment(env, expected):
     assert int(out.stdout) == expected
 
 
-# Shapes big enough (>= 2^20 column elements) that the C++ loops really run on the thread pool.
+# Shapes with >= 2^20 column elements, well above the size from which the C++ loops use the pool.
 _POOL_CASES = [
     ((20, 8, 30, 30), (3, 3, 1, 1, 1, 1, 1, 1)),
     ((40, 5, 33, 31), (4, 3, 2, 1, 1, 2, 1, 2)),
@@ -342,7 +338,7 @@ _POOL_CASES = [
 
 @needs_cpp
 @pytest.mark.parametrize("x_shape, params", _POOL_CASES)
-def test_thread_counts_give_identical_results(x_shape, params):
+def test_thread_counts_give_identical_results(x_shape, params, restore_num_threads):
     """Every thread count (including more threads than cores) gives bit-identical im2col and col2im,
     equal to the NumPy twin's: each output plane is owned by one thread, whatever the split."""
     kh, kw, *rest = params
@@ -352,18 +348,14 @@ def test_thread_counts_give_identical_results(x_shape, params):
     col = rng.standard_normal(want_col.shape).astype(np.float32)
     want_img = nk.col2im(col, x_shape[2], x_shape[3], *rest)
     assert want_col.size >= 2**20
-    before = K.num_threads()
-    try:
-        for threads in (1, 2, 3, 7):
-            K.set_num_threads(threads)
-            np.testing.assert_array_equal(_C.im2col(x, kh, kw, *rest), want_col, err_msg=f"{threads} threads")
-            got_img = _C.col2im(col, x_shape[2], x_shape[3], *rest)
-            if threads == 1:
-                first_img = got_img
-            np.testing.assert_array_equal(got_img, first_img, err_msg=f"col2im, {threads} threads")
-            np.testing.assert_allclose(got_img, want_img, rtol=1e-5, atol=1e-5)
-    finally:
-        K.set_num_threads(before)
+    for threads in (1, 2, 3, 7):
+        K.set_num_threads(threads)
+        np.testing.assert_array_equal(_C.im2col(x, kh, kw, *rest), want_col, err_msg=f"{threads} threads")
+        got_img = _C.col2im(col, x_shape[2], x_shape[3], *rest)
+        if threads == 1:
+            first_img = got_img
+        np.testing.assert_array_equal(got_img, first_img, err_msg=f"col2im, {threads} threads")
+        np.testing.assert_allclose(got_img, want_img, rtol=1e-5, atol=1e-5)
 
 
 @needs_cpp
