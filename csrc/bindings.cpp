@@ -109,7 +109,7 @@ py::array checked_out(const char* op, const py::object& out, const int64_t (&sha
 }
 
 template <typename T>
-py::array im2col_typed(const py::array& x, Geometry g, const py::object& out) {
+py::array im2col_typed(const py::array& x, Geometry g, const py::object& out, int threads) {
     auto xc = contiguous<T>("im2col", "x", x);
     const int64_t dims[6] = {g.c, g.kh, g.kw, g.n, g.oh, g.ow};
     tinyae::checked_numel("im2col", dims);
@@ -123,13 +123,13 @@ py::array im2col_typed(const py::array& x, Geometry g, const py::object& out) {
     T* dst = static_cast<T*>(col.mutable_data());
     {
         py::gil_scoped_release release;
-        tinyae::im2col<T>(src, dst, g);
+        tinyae::im2col<T>(src, dst, g, threads);
     }
     return col;
 }
 
 py::array im2col(const py::array& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                 int64_t dh, int64_t dw, const py::object& out) {
+                 int64_t dh, int64_t dw, const py::object& out, int threads) {
     const char* op = "im2col";
     check_ndim(op, "x", x, 4);
     const DType dt = check_dtype(op, "x", x);
@@ -140,11 +140,11 @@ py::array im2col(const py::array& x, int64_t kh, int64_t kw, int64_t sh, int64_t
     g.oh = tinyae::out_size(g.h, kh, sh, ph, dh);
     g.ow = tinyae::out_size(g.w, kw, sw, pw, dw);
     check_output_size(op, g);
-    return dt == DType::f32 ? im2col_typed<float>(x, g, out) : im2col_typed<double>(x, g, out);
+    return dt == DType::f32 ? im2col_typed<float>(x, g, out, threads) : im2col_typed<double>(x, g, out, threads);
 }
 
 template <typename T>
-py::array col2im_typed(const py::array& col, Geometry g, const py::object& out) {
+py::array col2im_typed(const py::array& col, Geometry g, const py::object& out, int threads) {
     auto cc = contiguous<T>("col2im", "col", col);
     const int64_t dims[4] = {g.n, g.c, g.h, g.w};
     // The kernel zeroes each output plane before adding into it, so `out` is overwritten.
@@ -158,13 +158,13 @@ py::array col2im_typed(const py::array& col, Geometry g, const py::object& out) 
     T* dst = static_cast<T*>(x.mutable_data());
     {
         py::gil_scoped_release release;
-        tinyae::col2im<T>(src, dst, g);
+        tinyae::col2im<T>(src, dst, g, threads);
     }
     return x;
 }
 
 py::array col2im(const py::array& col, int64_t h, int64_t w, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                 int64_t dh, int64_t dw, const py::object& out) {
+                 int64_t dh, int64_t dw, const py::object& out, int threads) {
     const char* op = "col2im";
     check_ndim(op, "col", col, 6);
     const DType dt = check_dtype(op, "col", col);
@@ -186,7 +186,7 @@ py::array col2im(const py::array& col, int64_t h, int64_t w, int64_t sh, int64_t
                               std::to_string(w) + ") and parameters give (" + std::to_string(oh) + ", " +
                               std::to_string(ow) + ")");
     }
-    return dt == DType::f32 ? col2im_typed<float>(col, g, out) : col2im_typed<double>(col, g, out);
+    return dt == DType::f32 ? col2im_typed<float>(col, g, out, threads) : col2im_typed<double>(col, g, out, threads);
 }
 
 }  // namespace
@@ -195,18 +195,13 @@ PYBIND11_MODULE(_C, m) {
     m.doc() = "tinyae C++ kernels: im2col / col2im (float32, float64), run on a small thread pool.";
     m.def("im2col", &im2col, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
           py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("out") = py::none(),
+          py::arg("threads") = 0,
           "Unfold x (N, C, H, W) into columns (C, KH, KW, N, OH, OW), into `out` when given (returned).\n"
-          "A non-contiguous x is copied once.");
+          "A non-contiguous x is copied once. At most `threads` threads (<= 0: all hardware threads).");
     m.def("col2im", &col2im, py::arg("col"), py::arg("h"), py::arg("w"), py::arg("sh"), py::arg("sw"),
           py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("out") = py::none(),
+          py::arg("threads") = 0,
           "Fold columns (C, KH, KW, N, OH, OW) into an image (N, C, h, w), summing overlaps.\n"
-          "With `out` the image overwrites it (no accumulation) and `out` is returned.");
-    m.def("num_threads", &tinyae::num_threads, "Threads the kernels' loops may use, the caller included.");
-    m.def(
-        "set_num_threads",
-        [](int n) {
-            if (n < 1) throw py::value_error("set_num_threads: argument 'n' must be >= 1, got " + std::to_string(n));
-            tinyae::set_num_threads(n);
-        },
-        py::arg("n"), "Set the threads the kernels' loops may use (>= 1), the caller included.");
+          "With `out` the image overwrites it (no accumulation) and `out` is returned.\n"
+          "At most `threads` threads (<= 0: all hardware threads).");
 }

@@ -49,25 +49,25 @@ void fold_planes(const T* col, T* x, const Geometry& g, int64_t lo, int64_t hi) 
 }
 
 template <typename T, int SW>
-void col2im_impl(const T* col, T* x, const Geometry& g) {
-    parallel_for(g.n * g.c, loop_grain(g), loop_threads(g),
+void col2im_impl(const T* col, T* x, const Geometry& g, int threads) {
+    parallel_for(g.n * g.c, loop_grain(g), loop_threads(g, threads),
                  [&](int64_t lo, int64_t hi, int) { fold_planes<T, SW>(col, x, g, lo, hi); });
 }
 
 }  // namespace
 
 template <typename T>
-void col2im(const T* col, T* x, const Geometry& g) {
+void col2im(const T* col, T* x, const Geometry& g, int threads) {
     if (g.sw == 1) {
-        col2im_impl<T, 1>(col, x, g);
+        col2im_impl<T, 1>(col, x, g, threads);
     } else if (g.sw == 2) {
-        col2im_impl<T, 2>(col, x, g);
+        col2im_impl<T, 2>(col, x, g, threads);
     } else {
-        col2im_impl<T, 0>(col, x, g);
+        col2im_impl<T, 0>(col, x, g, threads);
     }
 }
 
-template void col2im<float>(const float*, float*, const Geometry&);
-template void col2im<double>(const double*, double*, const Geometry&);
+template void col2im<float>(const float*, float*, const Geometry&, int);
+template void col2im<double>(const double*, double*, const Geometry&, int);
 
 }  // namespace tinyae

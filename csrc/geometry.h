@@ -78,9 +78,11 @@ inline ValidRange valid_range(int64_t off, int64_t s, int64_t size, int64_t out)
 // Small calls run on one thread: waking a worker costs microseconds. Counted in column elements.
 constexpr int64_t kMinParallelWork = int64_t(1) << 17;
 
-// Threads for a call's loop over the N*C planes (its work: the column buffer's elements).
-inline int loop_threads(const Geometry& g) {
-    return g.n * g.c * g.kh * g.kw * g.oh * g.ow >= kMinParallelWork ? num_threads() : 1;
+// Threads for a call's loop over the N*C planes (its work: the column buffer's elements), at most
+// `threads` (<= 0: num_threads()).
+inline int loop_threads(const Geometry& g, int threads) {
+    if (threads <= 0) threads = num_threads();
+    return g.n * g.c * g.kh * g.kw * g.oh * g.ow >= kMinParallelWork ? threads : 1;
 }
 
 // Planes per block handed to a thread: about kBlockWork column elements (256 KB of float32), big
@@ -94,9 +96,9 @@ inline int64_t loop_grain(const Geometry& g) {
 }
 
 template <typename T>
-void im2col(const T* x, T* col, const Geometry& g);
+void im2col(const T* x, T* col, const Geometry& g, int threads);
 
 template <typename T>
-void col2im(const T* col, T* x, const Geometry& g);
+void col2im(const T* col, T* x, const Geometry& g, int threads);
 
 }  // namespace tinyae

@@ -215,12 +215,12 @@ void unfold_planes(const T* x, T* col, const Geometry& g, bool fast, const Phase
 }  // namespace
 
 template <typename T>
-void im2col(const T* x, T* col, const Geometry& g) {
+void im2col(const T* x, T* col, const Geometry& g, int threads) {
     const bool fast = use_fast_path(g);
     const PhaseLayout lay(g);
     const SplitOffsets split_at(g, lay, fast);
     const int64_t scratch_size = fast ? lay.size(g) : 0;
-    const int threads = loop_threads(g);
+    threads = loop_threads(g, threads);
     // One zero-initialised scratch plane per thread, allocated here (outside the loop) so that an
     // allocation failure is an ordinary C++ exception (-> MemoryError) raised before any work.
     std::vector<T> scratch(static_cast<size_t>(scratch_size * threads));
@@ -229,7 +229,7 @@ void im2col(const T* x, T* col, const Geometry& g) {
     });
 }
 
-template void im2col<float>(const float*, float*, const Geometry&);
-template void im2col<double>(const double*, double*, const Geometry&);
+template void im2col<float>(const float*, float*, const Geometry&, int);
+template void im2col<double>(const double*, double*, const Geometry&, int);
 
 }  // namespace tinyae

@@ -101,7 +101,6 @@ private:
 
 Pool* the_pool = nullptr;
 std::once_flag pool_once;
-std::atomic<int> configured_threads{0};
 
 void fresh_pool_after_fork() { the_pool = new Pool(); }  // the parent's pool (and its threads) is gone
 
@@ -115,13 +114,7 @@ Pool& pool() {
 
 }  // namespace
 
-int num_threads() {
-    const int n = configured_threads.load();
-    if (n > 0) return n;
-    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
-
-void set_num_threads(int n) { configured_threads.store(std::max(1, n)); }
+int num_threads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
 void parallel_for(int64_t n, int64_t grain, int threads, const LoopBody& body) {
     grain = std::max<int64_t>(1, grain);

@@ -15,18 +15,17 @@
 
 namespace tinyae {
 
-// Threads a loop may use, the calling thread included (>= 1).
+// The hardware threads (>= 1): the default of a call that names no thread count. (tinyae's Python
+// layer always names one: tinyae.get_num_threads(), or 1 inside its own parallel loops.)
 int num_threads();
-
-// Set it (n >= 1). Worker threads are started lazily, by the first loop that needs them.
-void set_num_threads(int n);
 
 // body(lo, hi, slot) runs the iterations [lo, hi) of a loop over [0, n); `slot` (0 <= slot <
 // threads) is unique among the threads running the loop at the same time (an index for
 // per-thread scratch memory).
 using LoopBody = std::function<void(int64_t lo, int64_t hi, int slot)>;
 
-// Run body over [0, n) in blocks of `grain` iterations on up to `threads` threads. Runs on the
+// Run body over [0, n) in blocks of `grain` iterations on up to `threads` threads (workers are
+// started lazily, by the first loop that needs them). Runs on the
 // calling thread alone when threads <= 1, n <= grain, inside another parallel_for (nested), or
 // while another thread's loop holds the pool. An exception thrown by body stops the handing
 // out of blocks and is rethrown here once every thread has left the loop.

@@ -40,8 +40,7 @@ def mnist_root() -> str:
 
 @pytest.fixture
 def restore_num_threads():
-    """The C++ kernels' thread count as it was before the test (0 when the extension is missing)."""
-    previous = tinyae.kernels.num_threads()
+    """tinyae's thread count as it was before the test (restored after it)."""
+    previous = tinyae.get_num_threads()
     yield previous
-    if previous:
-        tinyae.kernels.set_num_threads(previous)
+    tinyae.set_num_threads(previous)

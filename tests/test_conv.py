@@ -7,6 +7,7 @@ central differences (gradcheck / gradgradcheck) in float64.
 from __future__ import annotations
 
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -413,17 +414,21 @@ def count_kernel_calls(monkeypatch):
     """Count im2col/col2im calls and record the largest column buffer either handled."""
     calls = {"im2col": 0, "col2im": 0, "max_col_bytes": 0}
     real_im2col, real_col2im = kernels.im2col, kernels.col2im
+    lock = threading.Lock()  # chunks may run on several threads
 
-    def im2col(*args):
-        calls["im2col"] += 1
-        col = real_im2col(*args)
-        calls["max_col_bytes"] = max(calls["max_col_bytes"], col.nbytes)
+    def record(name, col):
+        with lock:
+            calls[name] += 1
+            calls["max_col_bytes"] = max(calls["max_col_bytes"], col.nbytes)
+
+    def im2col(*args, **kwargs):
+        col = real_im2col(*args, **kwargs)
+        record("im2col", col)
         return col
 
-    def col2im(col, *args):
-        calls["col2im"] += 1
-        calls["max_col_bytes"] = max(calls["max_col_bytes"], col.nbytes)
-        return real_col2im(col, *args)
+    def col2im(col, *args, **kwargs):
+        record("col2im", col)
+        return real_col2im(col, *args, **kwargs)
 
     monkeypatch.setattr(kernels, "im2col", im2col)
     monkeypatch.setattr(kernels, "col2im", col2im)
@@ -481,8 +486,7 @@ def test_cpu_chunks_are_cache_sized(threads, count_kernel_calls, monkeypatch, re
     one_sample = 4 * 9 * 9 * 8 * 8  # rows * OH * OW * 8 bytes
     monkeypatch.setattr(C, "_CPU_CHUNK_BYTES", 2 * one_sample)
     count_kernel_calls.update(im2col=0, col2im=0, max_col_bytes=0)
-    if restore_num_threads:  # the C++ kernels' pool (0: the extension is missing)
-        C.kernels.set_num_threads(threads)
+    tinyae.set_num_threads(threads)
     y2, grads2, _ = forward_backward(conv2d, *arrays, dict(padding=1))
     assert count_kernel_calls["max_col_bytes"] == 2 * one_sample
     assert count_kernel_calls["im2col"] == 2 * 3 and count_kernel_calls["col2im"] == 3

@@ -52,7 +52,7 @@ def test_info_command_shows_cpp_kernels_when_built():
     out = run_info()
     assert out.returncode == 0, out.stderr
     assert "C++" in line(out.stdout, "kernels")
-    assert int(line(out.stdout, "threads").split()[1]) == kernels.cpp.default_threads()
+    assert int(line(out.stdout, "threads").split()[1]) == ta.parallel._default_threads()
 
 
 def test_info_command_without_extension_says_why():
@@ -89,14 +89,14 @@ def test_info_json_output():
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert d["kernels"]["active"] == ("cpp" if kernels.cpp_available() else "numpy")
-    assert set(d) >= {"tinyae", "python", "numpy", "kernels", "blas", "gpu"}
+    assert set(d) >= {"tinyae", "python", "numpy", "kernels", "threads", "blas", "gpu"}
 
 
 def test_info_returns_a_dict_and_prints(capsys):
     d = ta.info()
     printed = capsys.readouterr().out
     assert d["kernels"]["active"] == kernels.get_kernels()
-    assert d["kernels"]["threads"] == kernels.num_threads()
+    assert d["threads"] == ta.get_num_threads()
     assert d["gpu"]["available"] == ta.cuda.is_available()
     assert d["gpu"]["reason"] == backend.cuda_unavailable_reason()
     if not d["gpu"]["available"]:
@@ -108,9 +108,8 @@ def test_info_returns_a_dict_and_prints(capsys):
 def test_info_reasons_for_numpy_kernels(monkeypatch):
     monkeypatch.setattr(cpp, "AVAILABLE", False)
     monkeypatch.setattr(cpp, "UNAVAILABLE_REASON", "the C++ extension tinyae._C is not importable (test)")
-    monkeypatch.setattr(cpp, "num_threads", lambda: 0)
     d = ta.info(print_report=False)["kernels"]
-    assert d["active"] == "numpy" and d["reason"].endswith("(test)") and d["threads"] == 0
+    assert d["active"] == "numpy" and d["reason"].endswith("(test)")
 
 
 def test_info_reason_after_set_kernels(monkeypatch):

@@ -3,6 +3,7 @@
 Layers, from the bottom up (lower never imports higher)::
 
     backend   array module lookup (NumPy or CuPy), devices
+    parallel  tinyae's CPU threads: the thread count and a loop split over it
     tensor    Tensor, Function, backward, grad, no_grad
     ops       differentiable ops, attached to Tensor as methods and operators
     kernels   im2col / col2im: NumPy twin, C++ (pybind11), CUDA
@@ -33,9 +34,8 @@ from tinyae.creation import (
     zeros_like,
 )
 from tinyae.gradcheck import gradcheck, gradgradcheck
-from tinyae.kernels import num_threads as get_num_threads
-from tinyae.kernels import set_num_threads
 from tinyae.ops import *  # noqa: F403 - the functional API at the top level, as torch.*
+from tinyae.parallel import get_num_threads, set_num_threads
 from tinyae.serialization import load, save
 from tinyae.tensor import Tensor, enable_grad, grad, is_grad_enabled, no_grad, tensor
 

@@ -1,7 +1,7 @@
 """``tinyae.info()`` and ``python -m tinyae info``: what this installation runs on.
 
 Reports the versions (tinyae, Python, NumPy), which CPU kernels are active (the C++
-extension or the NumPy twin, and why the twin when it is), kernel threads, the BLAS
+extension or the NumPy twin, and why the twin when it is), tinyae's threads, the BLAS
 behind NumPy's matmul, and whether CuPy and a GPU are usable (and why not). Every
 probe is defensive: a diagnostic must never crash on the machine it is diagnosing.
 """
@@ -15,6 +15,8 @@ import sys
 from typing import Any, TextIO
 
 import numpy as np
+
+from .parallel import get_num_threads
 
 
 def _kernels() -> dict[str, Any]:
@@ -34,7 +36,6 @@ def _kernels() -> dict[str, Any]:
         "name": "C++" if active == "cpp" else "NumPy",
         "cpp_available": kernels.cpp_available(),
         "reason": reason,
-        "threads": kernels.num_threads(),
     }
 
 
@@ -95,6 +96,7 @@ def collect() -> dict[str, Any]:
         "platform": platform.platform(),
         "numpy": np.__version__,
         "kernels": _kernels(),
+        "threads": get_num_threads(),
         "blas": _blas(),
         "gpu": _gpu(),
     }
@@ -103,10 +105,7 @@ def collect() -> dict[str, Any]:
 def format_report(d: dict[str, Any]) -> str:
     k, b, g = d["kernels"], d["blas"], d["gpu"]
     kernels = f"{k['name']}" + (f" (reason: {k['reason']})" if k["reason"] else " (tinyae._C)")
-    if not k["threads"]:
-        threads = "none (C++ kernels missing)"
-    else:
-        threads = f"{k['threads']}" + ("" if k["active"] == "cpp" else " (C++ kernels not in use)")
+    threads = f"{d['threads']} (tinyae.set_num_threads)"
     if b["name"]:
         blas = f"{b['name']} {b['version'] or ''}".rstrip()
         blas += f", {b['threads']} threads" if b["threads"] else ""

@@ -28,6 +28,7 @@ import os
 from typing import Any
 
 from ..backend import is_cupy_array
+from ..parallel import get_num_threads, set_num_threads
 from . import cpp, numpy_kernels
 from ._checks import check_col2im, check_im2col, check_out, out_size
 
@@ -95,22 +96,9 @@ def cpp_unavailable_reason() -> str | None:
 
 
 def num_threads() -> int:
-    """Threads the C++ kernels may use, the calling thread included (0 when they are missing).
-
-    The default is ``TINYAE_NUM_THREADS``, else ``OMP_NUM_THREADS``, else every CPU this
-    process may run on. NumPy's BLAS, which does the matrix products, has its own threads
-    (``OPENBLAS_NUM_THREADS``, or ``threadpoolctl`` at run time).
-    """
-    return cpp.num_threads()
-
-
-def set_num_threads(n: int) -> None:
-    """Let the C++ kernels use ``n`` threads (``n`` >= 1), the calling thread included."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"set_num_threads: argument 'n' must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"set_num_threads: argument 'n' must be >= 1, got {n}")
-    cpp.set_num_threads(n)
+    """Threads the C++ kernels use, the calling thread included (0 when they are missing):
+    :func:`tinyae.get_num_threads`, one inside a :func:`tinyae.parallel.parallel_for` item."""
+    return get_num_threads() if cpp.AVAILABLE else 0
 
 
 def _impl(x: Any) -> Any:

@@ -7,16 +7,17 @@ False, :data:`UNAVAILABLE_REASON` says why, and the NumPy twin is used instead.
 The C++ functions validate their arguments themselves and release the GIL while
 they run. A non-contiguous input is copied once into a contiguous buffer; an
 already C-contiguous input is used as it is (no copy). Their loops run on a small
-thread pool of their own (``csrc/parallel.cpp`` explains why not OpenMP), sized by
-:func:`set_num_threads`.
+thread pool of their own (``csrc/parallel.cpp`` explains why not OpenMP), on
+:func:`tinyae.get_num_threads` threads (one inside :func:`tinyae.parallel.parallel_for`).
 """
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 
 import numpy as np
+
+from ..parallel import get_num_threads, in_parallel_region
 
 
 def _import_extension() -> tuple[ModuleType | None, str | None]:
@@ -33,32 +34,10 @@ _C, UNAVAILABLE_REASON = _import_extension()
 AVAILABLE = _C is not None
 
 
-def default_threads() -> int:
-    """Threads for the kernels at start-up: ``TINYAE_NUM_THREADS``, else ``OMP_NUM_THREADS``
-    (the variable most users already set to mean "threads"), else the CPUs this process may use."""
-    for name in ("TINYAE_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "").split(",")[0].strip()  # OMP_NUM_THREADS may be a list
-        if value.isdigit() and int(value) >= 1:
-            return int(value)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def num_threads() -> int:
-    """Threads the C++ kernels' loops may use, the calling thread included (0: no extension)."""
-    return int(_C.num_threads()) if _C is not None else 0
-
-
-def set_num_threads(n: int) -> None:
-    """Let the C++ kernels' loops use ``n`` threads (n >= 1), the calling thread included."""
-    if _C is not None:
-        _C.set_num_threads(n)
-
-
-if _C is not None:
-    _C.set_num_threads(default_threads())
+def _threads() -> int:
+    """Threads for one kernel call: T (:mod:`tinyae.parallel`), or 1 inside a parallel loop,
+    whose threads already share the cores."""
+    return 1 if in_parallel_region() else get_num_threads()
 
 
 def _require() -> ModuleType:
@@ -80,7 +59,7 @@ def im2col(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """C++ im2col: x (N, C, H, W) -> col (C, KH, KW, N, OH, OW), written into ``out`` when given."""
-    return _require().im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out=out)
+    return _require().im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out=out, threads=_threads())
 
 
 def col2im(
@@ -96,4 +75,4 @@ def col2im(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """C++ col2im: col (C, KH, KW, N, OH, OW) -> x (N, C, h, w), overwriting ``out`` when given."""
-    return _require().col2im(col, h, w, sh, sw, ph, pw, dh, dw, out=out)
+    return _require().col2im(col, h, w, sh, sw, ph, pw, dh, dw, out=out, threads=_threads())

@@ -52,6 +52,12 @@ weight gradient only when it is not much bigger than x (see ``_KEEP_COL_RATIO``)
 chunk; otherwise the backward unfolds x again, chunk by chunk. What a training step
 holds between its forward and backward is then what PyTorch holds: each layer's input.
 
+**Threads.** On the CPU the chunks of a big enough batch are run by tinyae's T threads
+(:func:`tinyae.parallel.parallel_for`), each chunk whole (unfold, multiply, fold) with BLAS on one
+thread; there are then a multiple of T chunks, and T chunk buffers alive at a time. A weight
+gradient summed over chunks keeps one part per chunk and adds them in chunk order, so that the
+result does not depend on which thread finished first.
+
 **Speed.** Every multiply is one BLAS GEMM per group and chunk: either per sample, straight
 between NCHW arrays (few rows per group, Kg), or over the chunk in the channel-major layout
 (G, C/G, N*P) (many rows; see ``_PER_SAMPLE_MAX_K``). Work needed twice within one backward is done
@@ -71,12 +77,13 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from tinyae import kernels
+from tinyae import kernels, parallel
 from tinyae.backend import get_array_module, is_cupy_array
 from tinyae.kernels import out_size
 from tinyae.ops.arithmetic import matmul
 from tinyae.ops.index import getitem
 from tinyae.ops.shape import broadcast_to, pad, reshape, squeeze, transpose, unsqueeze
+from tinyae.parallel import get_num_threads, in_parallel_region, parallel_for, split
 from tinyae.tensor import Function, Tensor, is_grad_enabled
 
 __all__ = [
@@ -147,14 +154,34 @@ def get_workspace_limit() -> int:
 _CPU_CHUNK_BYTES = 4 * 2**20
 
 
+# Below this many column-buffer bytes a convolution's loop stays on the calling thread: handing a
+# chunk to another thread costs tens of microseconds.
+_MIN_PARALLEL_BYTES = 2**19
+
+
 def _chunks(n: int, bytes_per_sample: int, like: Any) -> list[tuple[int, int]]:
     """Split range(n) into consecutive [start, stop) slices whose buffers stay under the cap.
 
-    ``like``: an array of the computation (on the CPU the cap is at most _CPU_CHUNK_BYTES).
+    ``like``: an array of the computation (on the CPU the cap is at most _CPU_CHUNK_BYTES). On the
+    CPU with T > 1 threads a big enough batch gets a multiple of T chunks (at least T, fewer only
+    when n < T), near-equal in size, so that the threads finish together.
     """
-    cap = _workspace_limit if is_cupy_array(like) else min(_workspace_limit, _CPU_CHUNK_BYTES)
+    if is_cupy_array(like):
+        cap = _workspace_limit
+    else:
+        cap = min(_workspace_limit, _CPU_CHUNK_BYTES)
     step = max(1, cap // max(bytes_per_sample, 1))
-    return [(i, min(i + step, n)) for i in range(0, n, step)]
+    count = -(-n // step)  # ceil: every chunk at most `step` samples
+    t = get_num_threads()
+    if t > 1 and not is_cupy_array(like) and n * bytes_per_sample >= _MIN_PARALLEL_BYTES:
+        count = -(-count // t) * t
+    return split(n, count)
+
+
+def _for_each_chunk(chunks: list[tuple[int, int]], body: Any, like: Any) -> None:
+    """body(i) for every chunk i: on T threads on the CPU (:func:`tinyae.parallel.parallel_for`),
+    in order on a GPU, whose kernels are already parallel."""
+    parallel_for(len(chunks), body, threads=1 if is_cupy_array(like) else None)
 
 
 # The forward's column buffer is kept for the weight gradient only when it is at most
@@ -253,19 +280,31 @@ class _WeightGradSum:
         # transposed view of gW instead was as slow as 15% of the GEMM).
         shape = (g, self.cog, self.kg) if self.gout_cm is None else (g, self.kg, self.cog)
         self.gw = get_array_module(gout).zeros(shape, dtype=gout.dtype)
+        self.parts: dict[int, Any] = {}
 
-    def add(self, col: Any, n0: int, n1: int) -> None:
-        """Add the samples n0:n1, given their columns col (G, Kg, m*P)."""
+    def add(self, col: Any, i: int, n0: int, n1: int) -> None:
+        """Add chunk i, the samples n0:n1, given their columns col (G, Kg, m*P).
+
+        Chunks run on several threads finish in any order; their parts are kept and summed in
+        chunk order by :meth:`result`, so that the sum does not depend on timing.
+        """
         xp = get_array_module(col)
         g, cog, kg, p, m = self.g, self.cog, self.kg, self.p, n1 - n0
-        if self.gout_cm is not None:  # gW^T += (G, Kg, m*P) @ (G, m*P, Cog): ~10% faster than gout @ col^T
-            self.gw += xp.matmul(col, self.gout_cm[:, :, n0 * p : n1 * p].transpose(0, 2, 1))
+        if self.gout_cm is not None:  # gW^T part: (G, Kg, m*P) @ (G, m*P, Cog), ~10% faster than gout @ col^T
+            part = xp.matmul(col, self.gout_cm[:, :, n0 * p : n1 * p].transpose(0, 2, 1))
         else:  # per sample: (m, G, Cog, P) @ (m, G, P, Kg), then summed over the samples
             cols_t = col.reshape(g, kg, m, p).transpose(2, 0, 3, 1)
-            self.gw += xp.matmul(self.gout[n0:n1].reshape(m, g, cog, p), cols_t).sum(axis=0)
+            part = xp.matmul(self.gout[n0:n1].reshape(m, g, cog, p), cols_t).sum(axis=0)
+        if in_parallel_region():
+            self.parts[i] = part
+        else:
+            self.gw += part
 
     def result(self) -> Any:
         gw = self.gw
+        for i in sorted(self.parts):
+            gw += self.parts[i]
+        self.parts = {}
         if self.gout_cm is not None:
             gw = get_array_module(gw).ascontiguousarray(gw.transpose(0, 2, 1))  # (G, Cog, Kg)
         return gw.reshape(self.shape)
@@ -298,7 +337,9 @@ class Conv2d(Function):
         bias = None if b is None else b.reshape(g, cog, 1)  # broadcasts over (n, G, Cog, P)
         y = xp.empty((n, c_out, oh, ow), dtype=x.dtype)
         chunks = _chunks(n, c * kh * kw * p * x.dtype.itemsize, x)
-        for n0, n1 in chunks:
+
+        def one_chunk(i: int) -> None:
+            n0, n1 = chunks[i]
             m = n1 - n0
             col = kernels.im2col(x[n0:n1], kh, kw, *self.geom.kernel_args())  # (C, KH, KW, m, OH, OW)
             col = col.reshape(g, kg, m * p)  # (G, Kg, m*P)
@@ -314,10 +355,11 @@ class Conv2d(Function):
                 if bias is not None:
                     out += bias
             if self.weight_grad is not None:
-                self.weight_grad.add(col, n0, n1)
+                self.weight_grad.add(col, i, n0, n1)
             if self.save_col and len(chunks) == 1:
                 self.col = col
-            del col  # before the next chunk's buffer exists: one chunk in memory at a time
+
+        _for_each_chunk(chunks, one_chunk, x)  # one chunk's buffer per thread alive at a time
         self.weight_grad = None
         return y
 
@@ -375,7 +417,9 @@ class ConvTranspose2d(Function):
         chunks = _chunks(n, g * kg * p * x.dtype.itemsize, x)
         y = None if len(chunks) == 1 else xp.empty((n, g * cog, out_h, out_w), dtype=x.dtype)
         bias = None if b is None else b.reshape(1, -1, 1, 1)
-        for n0, n1 in chunks:
+
+        def one_chunk(i: int) -> None:
+            n0, n1 = chunks[i]
             m = n1 - n0
             col = xp.empty((g * cog, kh, kw, m, h, wd), dtype=x.dtype)  # (C_out, KH, KW, m, H, W)
             if x_cm is not None and cig == 1:  # an outer product: ~3x faster as a broadcast multiply
@@ -385,19 +429,21 @@ class ConvTranspose2d(Function):
             else:  # per sample: (G, Kg, Cig) @ (m, G, Cig, P) into the (m, G, Kg, P) view of col
                 img = padded[n0:n1].reshape(m, g, cig, p)
                 xp.matmul(wt, img, out=col.reshape(g, kg, m, p).transpose(2, 0, 1, 3))
-            part = kernels.col2im(col, out_h, out_w, *self.geom.kernel_args())  # (m, C_out, OH, OW)
-            del col  # before the next chunk's buffer exists: one chunk in memory at a time
+            args = (out_h, out_w, *self.geom.kernel_args())
             if y is None:  # one chunk: its output is y
-                y = part
+                outputs.append(kernels.col2im(col, *args))  # (N, C_out, OH, OW)
                 if bias is not None:
-                    y += bias
+                    outputs[0] += bias
             elif bias is None:
-                y[n0:n1] = part
+                kernels.col2im(col, *args, out=y[n0:n1])  # (m, C_out, OH, OW), straight into y
             else:
+                part = kernels.col2im(col, *args)  # (m, C_out, OH, OW)
                 xp.add(part, bias, out=y[n0:n1])  # the copy into y adds the bias on the way
-            del part
+
+        outputs: list[Any] = []
+        _for_each_chunk(chunks, one_chunk, x)  # one chunk's buffer per thread alive at a time
         self.x_cm = None
-        return y
+        return y if y is not None else outputs[0]
 
     def backward(self, gy):
         x, w = self.inputs[:2]
@@ -447,15 +493,17 @@ class Conv2dWeightGrad(Function):
         oh, ow = self.geom.conv_out(h, wd, kh, kw)
         kg, p = c // g * kh * kw, oh * ow
         acc = _WeightGradSum(img.shape, gout, self.geom, self.kernel_hw, self.gout_cm)
-        chunks = [(0, n)] if self.col is not None else _chunks(n, c * kh * kw * p * img.dtype.itemsize, img)
-        for n0, n1 in chunks:
-            if self.col is not None:
-                col = self.col  # (G, Kg, N*P), kept from the forward
-            else:
+        if self.col is not None:
+            acc.add(self.col, 0, 0, n)  # (G, Kg, N*P), kept from the forward
+        else:
+            chunks = _chunks(n, c * kh * kw * p * img.dtype.itemsize, img)
+
+            def one_chunk(i: int) -> None:
+                n0, n1 = chunks[i]
                 col = kernels.im2col(img[n0:n1], kh, kw, *self.geom.kernel_args())  # (C, KH, KW, m, OH, OW)
-                col = col.reshape(g, kg, (n1 - n0) * p)  # (G, Kg, m*P)
-            acc.add(col, n0, n1)
-            del col  # before the next chunk's buffer exists: one chunk in memory at a time
+                acc.add(col.reshape(g, kg, (n1 - n0) * p), i, n0, n1)  # (G, Kg, m*P)
+
+            _for_each_chunk(chunks, one_chunk, img)  # one chunk's buffer per thread alive at a time
         self.col = self.gout_cm = None
         return acc.result()
 
@@ -491,7 +539,7 @@ class Linear(Function):
     needs_inputs = (True, True, False)  # x for gW, W for gx, b never (``linear`` narrows it per call)
 
     def forward(self, x, w, b=None):
-        y = x @ w.T  # (M, out); BLAS reads W transposed, no copy
+        y = parallel.matmul(x, w.T)  # (M, out); BLAS reads W transposed, no copy
         if b is not None:
             y += b
         return y

@@ -18,6 +18,7 @@ import numpy as np
 from tinyae import backend
 from tinyae.ops.arithmetic import exp
 from tinyae.ops.reduce import reduction_axes, sum
+from tinyae.parallel import elementwise
 from tinyae.tensor import Function, Tensor
 
 
@@ -30,11 +31,22 @@ class ReLU(Function):
     needs_outputs = True
 
     def forward(self, x):
-        return _xp(x).maximum(x, 0)
+        return elementwise(_relu, x)  # split over tinyae's threads when big
 
     def backward(self, gy):
         y = self.output().data  # y > 0 exactly where x > 0, and y is kept anyway by the next op
-        return gy * Tensor((y > 0).astype(y.dtype))
+        return gy * Tensor(elementwise(_positive, y))
+
+
+def _relu(x: Any, out: Any = None) -> Any:
+    return _xp(x).maximum(x, 0, out=out)
+
+
+def _positive(a: Any, out: Any = None) -> Any:
+    """1 where a > 0, else 0, in a's dtype."""
+    if out is None:
+        return (a > 0).astype(a.dtype)
+    return _xp(a).greater(a, 0, out=out)  # the bools are written as 0.0 and 1.0
 
 
 class LeakyReLU(Function):
@@ -53,16 +65,22 @@ class LeakyReLU(Function):
             self.needs_inputs, self.needs_outputs = False, True
 
     def forward(self, x):
+        return elementwise(self._forward, x)  # split over tinyae's threads when big
+
+    def _forward(self, x: Any, out: Any = None) -> Any:
         xp = _xp(x)
-        y = x * x.dtype.type(self.slope)
+        y = xp.multiply(x, x.dtype.type(self.slope), out=out)
         return xp.maximum(x, y, out=y) if self.slope <= 1 else xp.minimum(x, y, out=y)
 
     def backward(self, gy):
         a = self.output().data if self.slope >= 0 else self.inputs[0].data
-        factor = (a > 0).astype(a.dtype)  # 1 where x > 0, else 0 ...
+        return gy * Tensor(elementwise(self._slopes, a))
+
+    def _slopes(self, a: Any, out: Any = None) -> Any:
+        factor = _positive(a, out=out)  # 1 where x > 0, else 0 ...
         factor *= a.dtype.type(1 - self.slope)
         factor += a.dtype.type(self.slope)  # ... then 1 where x > 0, else s: no branch
-        return gy * Tensor(factor)
+        return factor
 
 
 class Sigmoid(Function):
@@ -70,16 +88,23 @@ class Sigmoid(Function):
     needs_outputs = True
 
     def forward(self, x):
-        xp = _xp(x)
-        y = xp.negative(x, dtype=x.dtype if x.dtype.kind == "f" else np.float64)  # ints: as np.exp
-        with np.errstate(over="ignore", under="ignore"):  # e^-x = inf for x < -88 (float32): 1 / inf = 0
-            xp.exp(y, out=y)
-        y += 1
-        return xp.reciprocal(y, out=y)  # in place: one buffer, four passes, no branch
+        if x.dtype.kind != "f":  # ints: as np.exp, in float64
+            return _sigmoid(x.astype(np.float64))
+        return elementwise(_sigmoid, x)  # split over tinyae's threads when big
 
     def backward(self, gy):
         y = self.output()
         return gy * y * (1 - y)
+
+
+def _sigmoid(x: Any, out: Any = None) -> Any:
+    xp = _xp(x)
+    y = xp.negative(x, out=out)
+    # (errstate is per thread, so it is set here, on the thread that computes)
+    with np.errstate(over="ignore", under="ignore"):  # e^-x = inf for x < -88 (float32): 1 / inf = 0
+        xp.exp(y, out=y)
+    y += 1
+    return xp.reciprocal(y, out=y)  # in place: one buffer, four passes, no branch
 
 
 class Tanh(Function):
@@ -87,7 +112,7 @@ class Tanh(Function):
     needs_outputs = True
 
     def forward(self, x):
-        return _xp(x).tanh(x)
+        return elementwise(_xp(x).tanh, x)  # split over tinyae's threads when big
 
     def backward(self, gy):
         y = self.output()

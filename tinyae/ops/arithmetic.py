@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tinyae import backend
+from tinyae import backend, parallel
 from tinyae.ops.shape import broadcast_shape, broadcast_to, squeeze, sum_to, transpose, unsqueeze
 from tinyae.tensor import Function, Tensor, _as_tensors
 
@@ -61,7 +61,7 @@ class Sub(_Binary):
 
 class Mul(_Binary):
     def forward(self, a, b):
-        return a * b
+        return parallel.elementwise(backend.get_array_module(a).multiply, a, b)  # split when big
 
     def backward(self, gy):
         a, b = self.inputs
@@ -298,7 +298,7 @@ class MatMul(Function):
     """
 
     def forward(self, a, b):
-        return a @ b
+        return parallel.matmul(a, b)  # split over tinyae's threads when big
 
     def backward(self, gy):
         a, b = self.inputs
