@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 
 from tinyae.kernels import cpp, numpy_kernels, out_size
+from tinyae.parallel import get_num_threads
 
 # id -> (image shape (N, C, H, W), kernel, stride, padding)
 LAYERS: dict[str, tuple[tuple[int, int, int, int], int, int, int]] = {
@@ -136,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     if not cpp.AVAILABLE:
         raise SystemExit(f"cannot benchmark: {cpp.UNAVAILABLE_REASON}")
-    print(f"float32, kernel threads: {cpp.num_threads()}, median of {args.repeats} interleaved rounds\n")
+    print(f"float32, kernel threads: {get_num_threads()}, median of {args.repeats} interleaved rounds\n")
     # The median of per-round ratios is the number to quote (workloads.md). "fresh": a new result
     # array per call; "out=": one preallocated, touched buffer reused (the fair kernel-vs-kernel
     # comparison; the target of issue 3 is judged on it). Faults: minor page faults per fresh call.

@@ -237,7 +237,8 @@ def parallel_for(n: int, body: Callable[[int], None], threads: int | None = None
 # threads, still spinning from the last product, start at once: on 2 cores a split 128x784 @
 # 784x256 (2^24.6) took 0.38 ms against 2-thread BLAS's 0.28 ms, a split 64x100 @ 100x6272 (2^25.3)
 # 0.52 against 0.44 ms alone, but in the DCGAN step W5, where the BLAS threads then spin through
-# the next conv loop, splitting that product saved 20-25 ms of 110-135.
+# the next conv loop, splitting that product saved 25-40 ms of 135-145. (The VAE step W4, with
+# products of that size and no conv loops, pays for it instead: 12 ms against 9.)
 _MIN_SPLIT_MACS = 2**25
 
 
