@@ -96,8 +96,9 @@ def cpp_unavailable_reason() -> str | None:
 
 
 def num_threads() -> int:
-    """Threads the C++ kernels use, the calling thread included (0 when they are missing):
-    :func:`tinyae.get_num_threads`, one inside a :func:`tinyae.parallel.parallel_for` item."""
+    """Threads a C++ kernel call uses, the calling thread included (0 when they are missing):
+    :func:`tinyae.get_num_threads` (a call inside a :func:`tinyae.parallel.parallel_for` item
+    runs on its thread alone)."""
     return get_num_threads() if cpp.AVAILABLE else 0
 
 

@@ -166,14 +166,12 @@ def _chunks(n: int, bytes_per_sample: int, like: Any) -> list[tuple[int, int]]:
     CPU with T > 1 threads a big enough batch gets a multiple of T chunks (at least T, fewer only
     when n < T), near-equal in size, so that the threads finish together.
     """
-    if is_cupy_array(like):
-        cap = _workspace_limit
-    else:
-        cap = min(_workspace_limit, _CPU_CHUNK_BYTES)
+    on_gpu = is_cupy_array(like)
+    cap = _workspace_limit if on_gpu else min(_workspace_limit, _CPU_CHUNK_BYTES)
     step = max(1, cap // max(bytes_per_sample, 1))
     count = -(-n // step)  # ceil: every chunk at most `step` samples
     t = get_num_threads()
-    if t > 1 and not is_cupy_array(like) and n * bytes_per_sample >= _MIN_PARALLEL_BYTES:
+    if t > 1 and not on_gpu and n * bytes_per_sample >= _MIN_PARALLEL_BYTES:
         count = -(-count // t) * t
     return split(n, count)
 
