@@ -78,7 +78,7 @@ def test_info_command_with_numpy_kernels_env():
 def test_info_command_lists_every_item():
     out = run_info()
     assert out.returncode == 0, out.stderr
-    for name in ("tinyae", "Python", "NumPy", "kernels", "threads", "BLAS", "CuPy", "GPU"):
+    for name in ("tinyae", "Python", "NumPy", "kernels", "threads", "memory", "BLAS", "CuPy", "GPU"):
         line(out.stdout, name)
     assert ta.__version__ in line(out.stdout, "tinyae")
     assert sys.version.split()[0] in line(out.stdout, "Python")

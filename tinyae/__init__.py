@@ -3,6 +3,7 @@
 Layers, from the bottom up (lower never imports higher)::
 
     backend   array module lookup (NumPy or CuPy), devices
+    memory    host memory: freed memory kept in the process for reuse
     parallel  tinyae's CPU threads: the thread count and a loop split over it
     tensor    Tensor, Function, backward, grad, no_grad
     ops       differentiable ops, attached to Tensor as methods and operators
@@ -17,7 +18,7 @@ Layers, from the bottom up (lower never imports higher)::
 import numpy as _np
 
 # nn and optim come along as torch.nn and torch.optim do; data, models, train load on demand.
-from tinyae import cuda, nn, ops, optim
+from tinyae import cuda, memory, nn, ops, optim
 from tinyae._info import info
 from tinyae.creation import (
     arange,
@@ -47,7 +48,7 @@ int64 = _np.int64
 
 __all__ = [
     "Tensor", "arange", "cuda", "enable_grad", "full", "generator", "get_num_threads", "grad", "gradcheck",
-    "gradgradcheck", "set_num_threads",
+    "gradgradcheck", "set_num_threads", "memory",
     "info", "is_grad_enabled", "manual_seed", "nn", "no_grad", "optim", "ones", "ones_like", "ops", "rand",
     "rand_like", "randn", "randn_like", "load", "save", "tensor", "zeros", "zeros_like", *ops.__all__,
 ]  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .memory import keeps_freed_memory
 from .parallel import get_num_threads
 
 
@@ -97,6 +98,7 @@ def collect() -> dict[str, Any]:
         "numpy": np.__version__,
         "kernels": _kernels(),
         "threads": get_num_threads(),
+        "keeps_freed_memory": keeps_freed_memory(),
         "blas": _blas(),
         "gpu": _gpu(),
     }
@@ -112,6 +114,9 @@ def format_report(d: dict[str, Any]) -> str:
         blas += f" (from {b['source']})"
     else:
         blas = "unknown"
+    memory = "C library defaults"
+    if d["keeps_freed_memory"]:
+        memory = "freed memory kept for reuse (tinyae.memory)"
     gpu = ", ".join(g["devices"]) if g["available"] else f"not used: {g['reason']}"
     rows = [
         ("tinyae", d["tinyae"]),
@@ -119,6 +124,7 @@ def format_report(d: dict[str, Any]) -> str:
         ("NumPy", d["numpy"]),
         ("kernels", kernels),
         ("threads", threads),
+        ("memory", memory),
         ("BLAS", blas),
         ("CuPy", g["cupy"] or "not installed (pip install 'tinyae[gpu]')"),
         ("GPU", gpu),
