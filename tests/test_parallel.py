@@ -71,6 +71,30 @@ def test_parallel_for_uses_several_threads(restore_num_threads):
     assert len(idents) >= 2
 
 
+@pytest.mark.skipif(
+    parallel._sched_getcpu is None or len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2,
+    reason="needs sched_getcpu and at least 2 CPUs",
+)
+def test_workers_keep_off_the_callers_cpu(restore_num_threads):
+    """Each worker restricts itself to the process's CPUs other than the caller's (see
+    parallel._cpus_for_workers); the caller itself is not restricted."""
+    tinyae.set_num_threads(2)
+    allowed = os.sched_getaffinity(0)
+    for _ in range(3):
+        masks = {}
+
+        def body(i, masks=masks):
+            masks[threading.get_ident()] = os.sched_getaffinity(0)
+            time.sleep(0.01)
+
+        parallel.parallel_for(6, body)
+        workers = {ident: mask for ident, mask in masks.items() if ident != threading.get_ident()}
+        assert workers, "no worker took an item"
+        for mask in workers.values():  # all allowed CPUs but one: the caller's when the loop began
+            assert mask < allowed and len(mask) == len(allowed) - 1, (mask, allowed)
+    assert os.sched_getaffinity(0) == allowed  # the caller's own affinity is untouched
+
+
 def test_parallel_for_one_thread_runs_in_order_on_the_caller(restore_num_threads):
     tinyae.set_num_threads(1)
     order, idents = [], set()
