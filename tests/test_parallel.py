@@ -194,6 +194,23 @@ def test_set_num_threads_rejects_bad_counts(bad, error):
 
 
 # ---------------------------------------------------------------------- split ops
+@pytest.mark.parametrize(
+    "dtypes", [(np.float32, np.float32), (np.float64, np.float64), (np.float32, np.float64)]
+)
+def test_outer_product_equals_numpy_exactly(dtypes):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((64, 1)).astype(dtypes[0])
+    b = rng.standard_normal((1, 6272)).astype(dtypes[1])[:, ::2]  # a strided view, too
+    out = parallel.matmul(a, b)
+    expected = a @ b
+    assert out.dtype == expected.dtype and out.shape == expected.shape
+    np.testing.assert_array_equal(out, expected)
+    # ... and through the autograd op: with one output column, dL/dx = gy (N, 1) @ w^T (1, K)
+    x = Tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    w = Tensor(rng.standard_normal((3, 1)), requires_grad=True)
+    assert tinyae.gradcheck(lambda x, w: x @ w, (x, w))
+
+
 @pytest.mark.parametrize("shape_a, shape_b", [((37, 9), (9, 5)), ((5, 9), (9, 37)), ((1, 4), (4, 3))])
 def test_split_matmul_equals_numpy(shape_a, shape_b, split_everything):
     rng = np.random.default_rng(0)
