@@ -1,4 +1,5 @@
-// pybind11 module tinyae._C: im2col / col2im for float32 and float64 NumPy arrays.
+// pybind11 module tinyae._C: im2col / col2im, and batch norm's passes, for float32 and float64
+// NumPy arrays.
 //
 // Every argument is validated here again (the Python wrapper checks too, but _C can be called
 // directly): a bad call raises ValueError / TypeError and never reads out of bounds.
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "batch_norm.h"
 #include "geometry.h"
 #include "parallel.h"
 
@@ -189,10 +191,111 @@ py::array col2im(const py::array& col, int64_t h, int64_t w, int64_t sh, int64_t
     return dt == DType::f32 ? col2im_typed<float>(col, g, out, threads) : col2im_typed<double>(col, g, out, threads);
 }
 
+
+// ---------------------------------------------------------------- batch norm
+// x (N, C, L); per-channel vectors (C,) of x's dtype. Optional ones may be None.
+template <typename T>
+py::array_t<T, py::array::c_style> channel_vector(const char* op, const char* name, const py::object& v, int64_t c,
+                                                  bool optional) {
+    if (v.is_none()) {
+        if (optional) return py::array_t<T, py::array::c_style>();
+        throw py::type_error(std::string(op) + ": argument '" + name + "' must be an array, got None");
+    }
+    if (!py::isinstance<py::array>(v)) {
+        throw py::type_error(std::string(op) + ": argument '" + name + "' must be a NumPy array, got " +
+                             std::string(py::str(py::type::of(v).attr("__name__"))));
+    }
+    auto a = py::reinterpret_borrow<py::array>(v);
+    if (!a.dtype().equal(py::dtype::of<T>())) {
+        throw py::type_error(std::string(op) + ": argument '" + name + "' must have dtype " +
+                             std::string(py::str(py::dtype::of<T>())) + " like 'x', got " +
+                             std::string(py::str(a.dtype())));
+    }
+    if (a.ndim() != 1 || a.shape(0) != c) {
+        throw py::value_error(std::string(op) + ": argument '" + name + "' must have shape (" + std::to_string(c) +
+                              ",) for x with C=" + std::to_string(c) + " channels, got " +
+                              shape_str(a.shape(), a.ndim()));
+    }
+    return contiguous<T>(op, name, a);
+}
+
+template <typename T>
+py::tuple bn_forward_typed(const py::array& x, const py::object& w, const py::object& b, double eps, int threads) {
+    const char* op = "batch_norm_forward";
+    auto xc = contiguous<T>(op, "x", x);
+    const int64_t n = x.shape(0), c = x.shape(1), l = x.shape(2);
+    auto wc = channel_vector<T>(op, "weight", w, c, true);
+    auto bc = channel_vector<T>(op, "bias", b, c, true);
+    py::array_t<T> y({n, c, l}), mean(c), var(c), inv_std(c);
+    const T* wp = w.is_none() ? nullptr : wc.data();
+    const T* bp = b.is_none() ? nullptr : bc.data();
+    {
+        py::gil_scoped_release release;
+        tinyae::batch_norm_forward<T>(xc.data(), wp, bp, y.mutable_data(), mean.mutable_data(), var.mutable_data(),
+                                      inv_std.mutable_data(), n, c, l, eps, threads);
+    }
+    return py::make_tuple(y, mean, var, inv_std);
+}
+
+py::tuple batch_norm_forward(const py::array& x, const py::object& w, const py::object& b, double eps, int threads) {
+    const char* op = "batch_norm_forward";
+    check_ndim(op, "x", x, 3);
+    if (!(eps >= 0)) throw py::value_error(std::string(op) + ": argument 'eps' must be >= 0, got " + std::to_string(eps));
+    return check_dtype(op, "x", x) == DType::f32 ? bn_forward_typed<float>(x, w, b, eps, threads)
+                                                : bn_forward_typed<double>(x, w, b, eps, threads);
+}
+
+template <typename T>
+py::tuple bn_backward_typed(const py::array& x, const py::array& gy, const py::object& mean,
+                            const py::object& inv_std, const py::object& w, bool need_gx, int threads) {
+    const char* op = "batch_norm_backward";
+    auto xc = contiguous<T>(op, "x", x);
+    auto gc = contiguous<T>(op, "gy", gy);
+    const int64_t n = x.shape(0), c = x.shape(1), l = x.shape(2);
+    auto mc = channel_vector<T>(op, "mean", mean, c, false);
+    auto ic = channel_vector<T>(op, "inv_std", inv_std, c, false);
+    auto wc = channel_vector<T>(op, "weight", w, c, true);
+    py::array_t<T> gw(c), gb(c);
+    py::object gx = py::none();
+    T* gxp = nullptr;
+    if (need_gx) {
+        py::array_t<T> a({n, c, l});
+        gxp = a.mutable_data();
+        gx = a;
+    }
+    const T* wp = w.is_none() ? nullptr : wc.data();
+    {
+        py::gil_scoped_release release;
+        tinyae::batch_norm_backward<T>(xc.data(), gc.data(), mc.data(), ic.data(), wp, gxp, gw.mutable_data(),
+                                       gb.mutable_data(), n, c, l, threads);
+    }
+    return py::make_tuple(gx, gw, gb);
+}
+
+py::tuple batch_norm_backward(const py::array& x, const py::array& gy, const py::object& mean,
+                              const py::object& inv_std, const py::object& w, bool need_gx, int threads) {
+    const char* op = "batch_norm_backward";
+    check_ndim(op, "x", x, 3);
+    check_ndim(op, "gy", gy, 3);
+    const DType dt = check_dtype(op, "x", x);
+    if (check_dtype(op, "gy", gy) != dt) {
+        throw py::type_error(std::string(op) + ": arguments 'gy' and 'x' must have the same dtype, got " +
+                             std::string(py::str(gy.dtype())) + " and " + std::string(py::str(x.dtype())));
+    }
+    for (int k = 0; k < 3; ++k) {
+        if (gy.shape(k) != x.shape(k)) {
+            throw py::value_error(std::string(op) + ": argument 'gy' must have the shape of 'x' " +
+                                  shape_str(x.shape(), 3) + ", got " + shape_str(gy.shape(), 3));
+        }
+    }
+    return dt == DType::f32 ? bn_backward_typed<float>(x, gy, mean, inv_std, w, need_gx, threads)
+                            : bn_backward_typed<double>(x, gy, mean, inv_std, w, need_gx, threads);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-    m.doc() = "tinyae C++ kernels: im2col / col2im (float32, float64), run on a small thread pool.";
+    m.doc() = "tinyae C++ kernels: im2col / col2im and batch norm (float32, float64), run on a small thread pool.";
     m.def("im2col", &im2col, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
           py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("out") = py::none(),
           py::arg("threads") = 0,
@@ -204,4 +307,12 @@ PYBIND11_MODULE(_C, m) {
           "Fold columns (C, KH, KW, N, OH, OW) into an image (N, C, h, w), summing overlaps.\n"
           "With `out` the image overwrites it (no accumulation) and `out` is returned.\n"
           "At most `threads` threads (<= 0: all hardware threads).");
+    m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
+          py::arg("eps"), py::arg("threads") = 0,
+          "Batch norm of x (N, C, L) with batch statistics: returns (y, mean, var, inv_std), the vectors (C,).\n"
+          "weight and bias (C,) may be None.");
+    m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gy"), py::arg("mean"),
+          py::arg("inv_std"), py::arg("weight"), py::arg("need_gx") = true, py::arg("threads") = 0,
+          "Gradients of batch_norm_forward for the upstream gradient gy (N, C, L): returns (gx, gw, gb);\n"
+          "gx is None unless need_gx.");
 }

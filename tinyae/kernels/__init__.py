@@ -1,14 +1,16 @@
-"""im2col / col2im: one API, one implementation per backend.
+"""im2col / col2im, and batch norm's passes: one API, one implementation per backend.
 
 ``im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)`` turns the sliding windows of an
 image ``x`` (N, C, H, W) into a column buffer ``col`` (C, KH, KW, N, OH, OW), so
 that a convolution is one matrix product; ``col2im(col, h, w, sh, sw, ph, pw, dh, dw)``
 is its adjoint (it sums overlapping windows back into an (N, C, h, w) image).
 The notation is defined in :mod:`tinyae.kernels.numpy_kernels`, the readable spec.
+``batch_norm_forward`` / ``batch_norm_backward`` are batch norm's passes over an (N, C, L) view
+(the formulas are in that module too); in C++ each direction is one fused loop per channel.
 
 Which implementation runs is decided by the array:
 
-* CuPy array -> CUDA kernels (:mod:`tinyae.kernels.cuda`);
+* CuPy array -> CUDA kernels (:mod:`tinyae.kernels.cuda`; batch norm: the twin, on CuPy);
 * NumPy array -> the C++ extension ``tinyae._C`` (:mod:`tinyae.kernels.cpp`), unless it
   is missing or the environment variable ``TINYAE_KERNELS=numpy`` was set at import
   (or :func:`set_kernels` says so) -> the NumPy twin (:mod:`tinyae.kernels.numpy_kernels`).
@@ -30,11 +32,13 @@ from typing import Any
 from ..backend import is_cupy_array
 from ..parallel import get_num_threads, set_num_threads
 from . import cpp, numpy_kernels
-from ._checks import check_col2im, check_im2col, check_out, out_size
+from ._checks import check_batch_norm, check_col2im, check_im2col, check_out, out_size
 
 __all__ = [
     "im2col",
     "col2im",
+    "batch_norm_forward",
+    "batch_norm_backward",
     "out_size",
     "backend_name",
     "set_kernels",
@@ -141,3 +145,24 @@ def col2im(
         c, _, _, n = col.shape[:4]
         check_out("col2im", out, (n, c, args[0], args[1]), col, "col")
     return _impl(col).col2im(col, *args, out=out)
+
+
+def _bn_impl(x: Any) -> Any:
+    return cpp if backend_name(x) == "cpp" else numpy_kernels  # CuPy: the twin's array code
+
+
+def batch_norm_forward(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, Any, Any]:
+    """Batch norm of x (N, C, L) with batch statistics: (y, mean, var, inv_std), vectors (C,).
+
+    ``weight`` / ``bias`` (C,) may be None; ``var`` is biased (divides by M = N*L).
+    """
+    check_batch_norm("batch_norm_forward", x, weight=weight, bias=bias)
+    return _bn_impl(x).batch_norm_forward(x, weight, bias, eps)
+
+
+def batch_norm_backward(
+    x: Any, gy: Any, mean: Any, inv_std: Any, weight: Any, need_gx: bool = True
+) -> tuple[Any, Any, Any]:
+    """Gradients of :func:`batch_norm_forward` for gy (N, C, L): (gx or None, gw, gb)."""
+    check_batch_norm("batch_norm_backward", x, gy, mean=mean, inv_std=inv_std, weight=weight)
+    return _bn_impl(x).batch_norm_backward(x, gy, mean, inv_std, weight, need_gx)

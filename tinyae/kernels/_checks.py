@@ -131,3 +131,25 @@ def _may_share_memory(a: Any, b: Any) -> bool:
     import cupy  # only reached with CuPy arrays
 
     return bool(cupy.may_share_memory(a, b))
+
+
+def check_batch_norm(op: str, x: Any, gy: Any = None, **vectors: Any) -> None:
+    """x (N, C, L) float; gy (if given) x's shape and dtype; each vector None or (C,) of x's dtype."""
+    check_array(op, "x", x, 3)
+    if gy is not None:
+        check_array(op, "gy", gy, 3)
+        if gy.shape != x.shape or gy.dtype != x.dtype:
+            raise ValueError(
+                f"{op}: argument 'gy' must have the shape and dtype of 'x' {tuple(x.shape)} {x.dtype}, "
+                f"got {tuple(gy.shape)} {gy.dtype}"
+            )
+    c = x.shape[1]
+    for name, v in vectors.items():
+        if v is None:
+            continue
+        check_array(op, name, v, 1)
+        if v.shape != (c,) or v.dtype != x.dtype:
+            raise ValueError(
+                f"{op}: argument '{name}' must have shape ({c},) and dtype {x.dtype} for x of shape "
+                f"{tuple(x.shape)}, got {tuple(v.shape)} {v.dtype}"
+            )

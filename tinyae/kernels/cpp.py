@@ -76,3 +76,22 @@ def col2im(
 ) -> np.ndarray:
     """C++ col2im: col (C, KH, KW, N, OH, OW) -> x (N, C, h, w), overwriting ``out`` when given."""
     return _require().col2im(col, h, w, sh, sw, ph, pw, dh, dw, out=out, threads=_threads())
+
+
+def batch_norm_forward(
+    x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """C++ batch norm of x (N, C, L): (y, mean, var, inv_std)."""
+    return _require().batch_norm_forward(x, weight, bias, float(eps), threads=_threads())
+
+
+def batch_norm_backward(
+    x: np.ndarray,
+    gy: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    weight: np.ndarray | None,
+    need_gx: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """C++ batch norm gradients: (gx or None, gw, gb)."""
+    return _require().batch_norm_backward(x, gy, mean, inv_std, weight, bool(need_gx), threads=_threads())

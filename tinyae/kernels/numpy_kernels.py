@@ -1,4 +1,4 @@
-"""im2col and col2im in pure NumPy: the executable specification.
+"""im2col, col2im and batch norm's passes in pure NumPy: the executable specification.
 
 These are the reference the C++ and CUDA kernels are tested against, and the
 fallback when the compiled extension is missing (or ``TINYAE_KERNELS=numpy``).
@@ -21,7 +21,15 @@ shape ``(C, KH, KW, N, OH, OW)``, C-contiguous. Seen as a ``(C*KH*KW, N*OH*OW)``
 matrix it turns a convolution into one GEMM:
 ``W.reshape(C_out, C*KH*KW) @ col.reshape(C*KH*KW, N*OH*OW)``.
 
-``out=``: both functions can write into a caller's buffer instead of allocating one (a
+Batch norm (training mode, batch statistics) sees its input as x (N, C, L), L = H*W (1 for an
+(N, C) input); each channel's statistics are over its M = N*L values::
+
+    mean = sum(x) / M     var = sum((x - mean)^2) / M     inv_std = 1 / sqrt(var + eps)
+    y = (x - mean) * inv_std * w + b
+    gb = sum(gy)          gw = sum(gy * x_hat),  x_hat = (x - mean) * inv_std
+    gx = inv_std * w * (gy - gb / M - x_hat * gw / M)
+
+``out=``: im2col and col2im can write into a caller's buffer instead of allocating one (a
 conv layer can reuse one column buffer across chunks and steps). It must have exactly the
 result's shape and dtype and be C-contiguous; it is *overwritten*, never accumulated into
 (col2im with ``out=`` gives the same values as without), and it is returned.
@@ -29,9 +37,12 @@ result's shape and dtype and be C-contiguous; it is *overwritten*, never accumul
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ._checks import check_col2im, check_im2col, check_out
+from ..backend import get_array_module
+from ._checks import check_batch_norm, check_col2im, check_im2col, check_out
 
 
 def im2col(
@@ -107,3 +118,44 @@ def col2im(
         return np.ascontiguousarray(inner)
     np.copyto(out, inner)
     return out
+
+
+def batch_norm_forward(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, Any, Any]:
+    """Batch norm of x (N, C, L): returns (y (N, C, L), mean, var, inv_std), the vectors (C,).
+
+    ``weight`` and ``bias`` (C,) may be None (w = 1, b = 0). ``var`` is the biased variance.
+    NumPy or CuPy arrays (the GPU runs this twin).
+    """
+    check_batch_norm("batch_norm_forward", x, weight=weight, bias=bias)
+    xp = get_array_module(x)
+    m = x.shape[0] * x.shape[2]  # M
+    mean = xp.einsum("ncl->c", x) / m  # (C,); einsum reads x once, with no temporary
+    y = x - mean[:, None]  # (N, C, L): x - mean, turned into y in place below
+    var = xp.einsum("ncl,ncl->c", y, y) / m
+    inv_std = 1 / xp.sqrt(var + x.dtype.type(eps))
+    y *= (inv_std if weight is None else inv_std * weight)[:, None]
+    if bias is not None:
+        y += bias[:, None]
+    return y, mean, var, inv_std
+
+
+def batch_norm_backward(
+    x: Any, gy: Any, mean: Any, inv_std: Any, weight: Any, need_gx: bool = True
+) -> tuple[Any, Any, Any]:
+    """Gradients of :func:`batch_norm_forward` for the upstream gradient gy (N, C, L):
+    returns (gx (N, C, L) or None unless ``need_gx``, gw (C,), gb (C,))."""
+    check_batch_norm("batch_norm_backward", x, gy, mean=mean, inv_std=inv_std, weight=weight)
+    xp = get_array_module(x)
+    m = x.shape[0] * x.shape[2]  # M
+    x_hat = x - mean[:, None]  # (N, C, L); becomes x_hat, then the bracket of gx, in place
+    x_hat *= inv_std[:, None]
+    gb = xp.einsum("ncl->c", gy)
+    gw = xp.einsum("ncl,ncl->c", gy, x_hat)
+    if not need_gx:
+        return None, gw, gb
+    t = x_hat
+    t *= (gw / m)[:, None]
+    t += (gb / m)[:, None]  # (gb + x_hat * gw) / M
+    gx = xp.subtract(gy, t, out=t)
+    gx *= (inv_std if weight is None else inv_std * weight)[:, None]
+    return gx, gw, gb
