@@ -5,9 +5,16 @@
 // left it closes the job and waits only for the workers that joined (each finishes its current
 // block). Workers are detached and the pool is never destroyed: at interpreter exit they are
 // asleep, and a forked child (which inherits no threads) gets a fresh, empty pool.
+//
+// On Linux the workers keep off the CPU of the thread that started the loop, as tinyae's Python
+// workers do (tinyae/parallel.py, _cpus_for_workers, says why: on a VM, after an idle pause, a
+// woken worker tended to land on the caller's CPU and share it for many milliseconds).
 #include "parallel.h"
 
 #include <pthread.h>
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -21,6 +28,18 @@ namespace tinyae {
 namespace {
 
 thread_local bool inside_loop = false;  // set while this thread runs a loop's body
+
+#ifdef __linux__
+// The CPUs the calling thread may use, less the one it runs on; false when that leaves none or
+// the information is missing.
+bool cpus_for_workers(cpu_set_t* mask) {
+    const int cpu = sched_getcpu();
+    if (cpu < 0 || sched_getaffinity(0, sizeof(cpu_set_t), mask) != 0) return false;
+    if (!CPU_ISSET(cpu, mask) || CPU_COUNT(mask) < 2) return false;
+    CPU_CLR(cpu, mask);
+    return true;
+}
+#endif
 
 class Pool {
 public:
@@ -38,6 +57,9 @@ public:
             error_ = nullptr;
             wanted_ = threads - 1;
             open_ = true;
+#ifdef __linux__
+            has_cpus_ = cpus_for_workers(&cpus_);
+#endif
             ++job_;
         }
         wake_.notify_all();
@@ -54,12 +76,22 @@ private:
     void worker_loop(int slot) {
         inside_loop = true;  // a nested parallel_for from a worker runs serially
         uint64_t seen = 0;
+#ifdef __linux__
+        cpu_set_t mine;  // this worker's affinity, as last set here
+        bool have_mine = false;
+#endif
         std::unique_lock<std::mutex> lock(mutex_);
         for (;;) {
             wake_.wait(lock, [&] { return job_ != seen; });
             seen = job_;
             if (!open_ || slot > wanted_) continue;  // too late, or not needed for this job
             ++running_;
+#ifdef __linux__
+            if (has_cpus_ && !(have_mine && CPU_EQUAL(&cpus_, &mine))) {
+                mine = cpus_;  // a failure (CPUs gone meanwhile) leaves us where the scheduler put us
+                have_mine = pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), &mine) == 0;
+            }
+#endif
             lock.unlock();
             work(slot);
             lock.lock();
@@ -97,6 +129,10 @@ private:
     int64_t n_ = 0, grain_ = 1;
     std::atomic<int64_t> next_{0};  // first iteration of the next block to hand out
     std::exception_ptr error_;
+#ifdef __linux__
+    cpu_set_t cpus_;          // where the workers may run during this job
+    bool has_cpus_ = false;
+#endif
 };
 
 Pool* the_pool = nullptr;

@@ -7,6 +7,7 @@ computed by the same code either way).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -93,6 +94,29 @@ def test_workers_keep_off_the_callers_cpu(restore_num_threads):
         for mask in workers.values():  # all allowed CPUs but one: the caller's when the loop began
             assert mask < allowed and len(mask) == len(allowed) - 1, (mask, allowed)
     assert os.sched_getaffinity(0) == allowed  # the caller's own affinity is untouched
+
+
+@pytest.mark.skipif(
+    not os.path.isdir("/proc/self/task") or len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2,
+    reason="needs Linux's /proc and at least 2 CPUs",
+)
+def test_cpp_pool_workers_keep_off_the_callers_cpu():
+    """The C++ kernels' pool does the same as parallel_for's workers. Checked in a fresh process
+    that starts no Python workers, so a thread restricted to all CPUs but one is a C++ worker."""
+    pytest.importorskip("tinyae._C")
+    code = """
+import json, os
+import numpy as np
+from tinyae import _C
+x = np.ones((64, 32, 28, 28), np.float32)
+for _ in range(5):
+    _C.im2col(x, 3, 3, 1, 1, 1, 1, 1, 1, threads=2)
+sizes = [len(os.sched_getaffinity(int(tid))) for tid in os.listdir("/proc/self/task")]
+print(json.dumps([len(os.sched_getaffinity(0)), sorted(sizes)]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    allowed, sizes = json.loads(out.stdout)
+    assert allowed - 1 in sizes, (allowed, sizes)
 
 
 def test_parallel_for_one_thread_runs_in_order_on_the_caller(restore_num_threads):
