@@ -19,7 +19,7 @@ from tinyae import backend
 from tinyae.ops.arithmetic import exp
 from tinyae.ops.reduce import reduction_axes, sum
 from tinyae.parallel import elementwise
-from tinyae.tensor import Function, Tensor
+from tinyae.tensor import Function, Tensor, is_grad_enabled
 
 
 def _xp(x: Any) -> Any:
@@ -35,11 +35,26 @@ class ReLU(Function):
 
     def backward(self, gy):
         y = self.output().data  # y > 0 exactly where x > 0, and y is kept anyway by the next op
+        if _fusable(gy, y):
+            return Tensor(elementwise(_masked, y, gy.data))
         return gy * Tensor(elementwise(_positive, y))
 
 
 def _relu(x: Any, out: Any = None) -> Any:
     return _xp(x).maximum(x, 0, out=out)
+
+
+def _fusable(gy: Tensor, a: Any) -> bool:
+    """Whether a backward may compute ``gy * factor(a)`` on arrays, in the factor's buffer: no graph
+    to record (create_graph=False) and gy of a's shape and dtype. (Saves a pass and a buffer.)"""
+    return not is_grad_enabled() and gy.shape == a.shape and gy.dtype == a.dtype
+
+
+def _masked(y: Any, g: Any, out: Any = None) -> Any:
+    """g where y > 0, else 0: ReLU's input gradient."""
+    factor = _positive(y, out=out)
+    factor *= g
+    return factor
 
 
 def _positive(a: Any, out: Any = None) -> Any:
@@ -74,7 +89,14 @@ class LeakyReLU(Function):
 
     def backward(self, gy):
         a = self.output().data if self.slope >= 0 else self.inputs[0].data
+        if _fusable(gy, a):
+            return Tensor(elementwise(self._scaled, a, gy.data))
         return gy * Tensor(elementwise(self._slopes, a))
+
+    def _scaled(self, a: Any, g: Any, out: Any = None) -> Any:
+        factor = self._slopes(a, out=out)
+        factor *= g
+        return factor
 
     def _slopes(self, a: Any, out: Any = None) -> Any:
         factor = _positive(a, out=out)  # 1 where x > 0, else 0 ...
