@@ -21,8 +21,10 @@ How it measures (see ``benchmarks/README.md`` for how to read the output):
   workload, so nothing cached by the other engine or an earlier workload counts):
   warm up two steps, reset the kernel's peak-RSS counter (``/proc/self/clear_refs``), run
   one step, report peak RSS minus the RSS before the step. glibc's malloc is pinned to a
-  fixed mmap threshold (``MALLOC_MMAP_THRESHOLD_``) in both, so freed buffers go back to the
-  OS and the warm-up cannot hide a step's allocations in a recycled heap. As a cross-check,
+  fixed mmap threshold (``MALLOC_MMAP_THRESHOLD_``) in both, and tinyae's own allocator settings
+  are turned off (``TINYAE_KEEP_FREED_MEMORY=0``, :mod:`tinyae.memory`), so freed buffers go back
+  to the OS and the warm-up cannot hide a step's allocations in a recycled heap. (In training,
+  tinyae keeps them: the process holds its peak footprint from the first step on.) As a cross-check,
   the allocator-level peak of live bytes during one step is also reported: tracemalloc for
   tinyae (NumPy reports its data buffers to tracemalloc) and PyTorch's profiler memory
   events (every CPU tensor allocation and free) for PyTorch. On a GPU: CuPy's memory pool
@@ -419,7 +421,9 @@ def memory_child(framework: str, wid: str, device: str, threads: int) -> dict[st
 
 def measure_memory(framework: str, wid: str, device: str, threads: int) -> dict[str, Any]:
     """:func:`memory_child` in a fresh ``python`` process (the fair way: nothing shared)."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD))
+    # TINYAE_KEEP_FREED_MEMORY=0: tinyae would otherwise raise the threshold again at import
+    # (tinyae.memory), in both children, since the workloads import tinyae.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD), TINYAE_KEEP_FREED_MEMORY="0")
     cmd = [sys.executable, "-m", "benchmarks.report", "--memory-child", framework, wid, device, str(threads)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     for line in reversed(proc.stdout.splitlines()):
