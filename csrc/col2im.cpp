@@ -16,7 +16,6 @@
 // with n fastest so that a thread reads each (OH, OW) block stream of col sequentially.
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "geometry.h"
 #include "phase_split.h"
@@ -112,14 +111,10 @@ void fold_planes(const T* col, T* x, const Geometry& g, bool fast, const PhaseLa
 
 template <typename T, int SW>
 void col2im_impl(const T* col, T* x, const Geometry& g, int threads) {
-    const bool fast = use_fast_path(g);
-    const PhaseLayout lay(g);
-    const SplitOffsets at(g, lay, fast);
-    const int64_t scratch_size = fast ? lay.size(g) : 0;
     threads = loop_threads(g, threads);
-    std::vector<T> scratch(static_cast<size_t>(scratch_size * threads));  // one plane per thread
+    PhasePlan<T> plan(g, threads);
     parallel_for(g.n * g.c, loop_grain(g), threads, [&](int64_t lo, int64_t hi, int slot) {
-        fold_planes<T, SW>(col, x, g, fast, lay, at, lo, hi, scratch.data() + slot * scratch_size);
+        fold_planes<T, SW>(col, x, g, plan.fast, plan.lay, plan.at, lo, hi, plan.scratch_for(slot));
     });
 }
 

@@ -21,7 +21,6 @@
 // buffer is reused by the allocator (0 faults per call).
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "geometry.h"
 #include "phase_split.h"
@@ -168,16 +167,10 @@ void unfold_planes(const T* x, T* col, const Geometry& g, bool fast, const Phase
 
 template <typename T>
 void im2col(const T* x, T* col, const Geometry& g, int threads) {
-    const bool fast = use_fast_path(g);
-    const PhaseLayout lay(g);
-    const SplitOffsets split_at(g, lay, fast);
-    const int64_t scratch_size = fast ? lay.size(g) : 0;
     threads = loop_threads(g, threads);
-    // One zero-initialised scratch plane per thread, allocated here (outside the loop) so that an
-    // allocation failure is an ordinary C++ exception (-> MemoryError) raised before any work.
-    std::vector<T> scratch(static_cast<size_t>(scratch_size * threads));
+    PhasePlan<T> plan(g, threads);
     parallel_for(g.n * g.c, loop_grain(g), threads, [&](int64_t lo, int64_t hi, int slot) {
-        unfold_planes(x, col, g, fast, lay, split_at, lo, hi, scratch.data() + slot * scratch_size);
+        unfold_planes(x, col, g, plan.fast, plan.lay, plan.at, lo, hi, plan.scratch_for(slot));
     });
 }
 

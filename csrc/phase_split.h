@@ -62,4 +62,26 @@ struct SplitOffsets {
     }
 };
 
+// What a loop over planes needs, built once per call: whether the fast path applies, its layout and
+// offsets, and one zero-initialised scratch plane per thread (none on the general path). The
+// scratch is allocated here, outside the loop, so that an allocation failure is an ordinary C++
+// exception (-> MemoryError) raised before any work.
+template <typename T>
+struct PhasePlan {
+    bool fast;
+    PhaseLayout lay;
+    SplitOffsets at;
+    int64_t scratch_size;
+    std::vector<T> scratch;
+
+    PhasePlan(const Geometry& g, int threads)
+        : fast(use_fast_path(g)),
+          lay(g),
+          at(g, lay, fast),
+          scratch_size(fast ? lay.size(g) : 0),
+          scratch(static_cast<size_t>(scratch_size * threads)) {}
+
+    T* scratch_for(int slot) { return scratch.data() + slot * scratch_size; }
+};
+
 }  // namespace tinyae
