@@ -1,5 +1,5 @@
-// pybind11 module tinyae._C: im2col / col2im, and batch norm's passes, for float32 and float64
-// NumPy arrays.
+// pybind11 module tinyae._C: im2col / col2im, batch norm's passes and Adam's update, for float32
+// and float64 NumPy arrays.
 //
 // Every argument is validated here again (the Python wrapper checks too, but _C can be called
 // directly): a bad call raises ValueError / TypeError and never reads out of bounds.
@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "adam.h"
 #include "batch_norm.h"
 #include "geometry.h"
 #include "parallel.h"
@@ -292,10 +293,97 @@ py::tuple batch_norm_backward(const py::array& x, const py::array& gy, const py:
                             : bn_backward_typed<double>(x, gy, mean, inv_std, w, need_gx, threads);
 }
 
+// ---------------------------------------------------------------- Adam
+// p, m, v (and v_max) are updated in place, so they must be the caller's own C-contiguous,
+// writeable arrays (never a copy); g only needs the same dtype and size.
+py::array inplace(const char* op, const char* name, const py::object& a, const py::array& p) {
+    if (!py::isinstance<py::array>(a)) {
+        throw py::type_error(std::string(op) + ": argument '" + name + "' must be a NumPy array, got " +
+                             std::string(py::str(py::type::of(a).attr("__name__"))));
+    }
+    auto arr = py::reinterpret_borrow<py::array>(a);
+    if (!arr.dtype().equal(p.dtype())) {
+        throw py::type_error(std::string(op) + ": argument '" + name + "' must have dtype " +
+                             std::string(py::str(p.dtype())) + " like 'param', got " +
+                             std::string(py::str(arr.dtype())));
+    }
+    if (arr.size() != p.size()) {
+        throw py::value_error(std::string(op) + ": argument '" + name + "' must have the size of 'param' (" +
+                              std::to_string(p.size()) + " elements), got shape " +
+                              shape_str(arr.shape(), arr.ndim()));
+    }
+    if (std::string(name) != "grad") {
+        if (!(arr.flags() & py::array::c_style)) {
+            throw py::value_error(std::string(op) + ": argument '" + name + "' must be C-contiguous");
+        }
+        if (!arr.writeable()) throw py::value_error(std::string(op) + ": argument '" + name + "' is read-only");
+    }
+    return arr;
+}
+
+// Whether two contiguous buffers share a byte.
+bool overlap(const py::array& a, const py::array& b) {
+    const auto* a0 = static_cast<const char*>(a.data());
+    const auto* b0 = static_cast<const char*>(b.data());
+    return a.nbytes() > 0 && b.nbytes() > 0 && a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
+template <typename T>
+void adam_step_typed(py::array p, const py::array& g, py::array m, py::array v, const py::object& vmax_or_none,
+                     const tinyae::AdamScalars& s, int threads) {
+    const char* op = "adam_step";
+    auto gc = contiguous<T>(op, "grad", g);  // the buffer the kernel reads: g itself, or a copy
+    // The in-place arrays are written while the others are read: no two may share memory.
+    std::vector<std::pair<const char*, py::array>> all = {{"param", p}, {"grad", gc}, {"exp_avg", m}, {"exp_avg_sq", v}};
+    const bool amsgrad = !vmax_or_none.is_none();
+    py::array vmax;  // (a default py::array is an empty array, not a null handle: test amsgrad instead)
+    if (amsgrad) {
+        vmax = py::reinterpret_borrow<py::array>(vmax_or_none);
+        all.emplace_back("max_exp_avg_sq", vmax);
+    }
+    for (size_t a = 0; a < all.size(); ++a) {
+        for (size_t b = a + 1; b < all.size(); ++b) {
+            if (overlap(all[a].second, all[b].second)) {
+                throw py::value_error(std::string(op) + ": arguments '" + all[a].first + "' and '" + all[b].first +
+                                      "' share memory");
+            }
+        }
+    }
+    T* vm = amsgrad ? static_cast<T*>(vmax.mutable_data()) : nullptr;
+    T* pp = static_cast<T*>(p.mutable_data());
+    T* mp = static_cast<T*>(m.mutable_data());
+    T* vp = static_cast<T*>(v.mutable_data());
+    py::gil_scoped_release release;
+    tinyae::adam_step<T>(pp, gc.data(), mp, vp, vm, p.size(), s, threads);
+}
+
+void adam_step(const py::object& param, const py::object& grad, const py::object& exp_avg,
+               const py::object& exp_avg_sq, const py::object& max_exp_avg_sq, double beta1, double beta2,
+               double step_size, double bias2_sqrt, double eps, double weight_decay, bool maximize, int threads) {
+    const char* op = "adam_step";
+    if (!py::isinstance<py::array>(param)) {
+        throw py::type_error(std::string(op) + ": argument 'param' must be a NumPy array, got " +
+                             std::string(py::str(py::type::of(param).attr("__name__"))));
+    }
+    auto p = py::reinterpret_borrow<py::array>(param);
+    const DType dt = check_dtype(op, "param", p);
+    inplace(op, "param", param, p);
+    auto g = inplace(op, "grad", grad, p);
+    auto m = inplace(op, "exp_avg", exp_avg, p);
+    auto v = inplace(op, "exp_avg_sq", exp_avg_sq, p);
+    if (!max_exp_avg_sq.is_none()) inplace(op, "max_exp_avg_sq", max_exp_avg_sq, p);
+    const tinyae::AdamScalars s{beta1, beta2, step_size, bias2_sqrt, eps, weight_decay, maximize};
+    if (dt == DType::f32) {
+        adam_step_typed<float>(p, g, m, v, max_exp_avg_sq, s, threads);
+    } else {
+        adam_step_typed<double>(p, g, m, v, max_exp_avg_sq, s, threads);
+    }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-    m.doc() = "tinyae C++ kernels: im2col / col2im and batch norm (float32, float64), run on a small thread pool.";
+    m.doc() = "tinyae C++ kernels: im2col / col2im, batch norm and Adam (float32, float64), run on a small thread pool.";
     m.def("im2col", &im2col, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
           py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("out") = py::none(),
           py::arg("threads") = 0,
@@ -315,4 +403,10 @@ PYBIND11_MODULE(_C, m) {
           py::arg("inv_std"), py::arg("weight"), py::arg("need_gx") = true, py::arg("threads") = 0,
           "Gradients of batch_norm_forward for the upstream gradient gy (N, C, L): returns (gx, gw, gb);\n"
           "gx is None unless need_gx.");
+    m.def("adam_step", &adam_step, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
+          py::arg("max_exp_avg_sq"), py::arg("beta1"), py::arg("beta2"), py::arg("step_size"),
+          py::arg("bias2_sqrt"), py::arg("eps"), py::arg("weight_decay") = 0.0, py::arg("maximize") = false,
+          py::arg("threads") = 0,
+          "Adam's update of one parameter in place (param, exp_avg, exp_avg_sq and max_exp_avg_sq unless None):\n"
+          "step_size = lr / (1 - beta1^k), bias2_sqrt = sqrt(1 - beta2^k). The arrays must not share memory.");
 }

@@ -1,4 +1,4 @@
-"""im2col / col2im, and batch norm's passes: one API, one implementation per backend.
+"""im2col / col2im, batch norm's passes and Adam's update: one API, one implementation per backend.
 
 ``im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)`` turns the sliding windows of an
 image ``x`` (N, C, H, W) into a column buffer ``col`` (C, KH, KW, N, OH, OW), so
@@ -7,10 +7,11 @@ is its adjoint (it sums overlapping windows back into an (N, C, h, w) image).
 The notation is defined in :mod:`tinyae.kernels.numpy_kernels`, the readable spec.
 ``batch_norm_forward`` / ``batch_norm_backward`` are batch norm's passes over an (N, C, L) view
 (the formulas are in that module too); in C++ each direction is one fused loop per channel.
+``adam_step`` is Adam's update of one parameter, in place; in C++ one pass over its elements.
 
 Which implementation runs is decided by the array:
 
-* CuPy array -> CUDA kernels (:mod:`tinyae.kernels.cuda`; batch norm: the twin, on CuPy);
+* CuPy array -> CUDA kernels (:mod:`tinyae.kernels.cuda`; batch norm and Adam: the twin, on CuPy);
 * NumPy array -> the C++ extension ``tinyae._C`` (:mod:`tinyae.kernels.cpp`), unless it
   is missing or the environment variable ``TINYAE_KERNELS=numpy`` was set at import
   (or :func:`set_kernels` says so) -> the NumPy twin (:mod:`tinyae.kernels.numpy_kernels`).
@@ -27,18 +28,20 @@ buffer costs a page fault per 4 KB page whenever the allocator hands back new me
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from ..backend import is_cupy_array
 from ..parallel import get_num_threads, set_num_threads
 from . import cpp, numpy_kernels
-from ._checks import check_batch_norm, check_col2im, check_im2col, check_out, out_size
+from ._checks import check_adam, check_batch_norm, check_col2im, check_im2col, check_out, out_size
 
 __all__ = [
     "im2col",
     "col2im",
     "batch_norm_forward",
     "batch_norm_backward",
+    "adam_step",
     "out_size",
     "backend_name",
     "set_kernels",
@@ -166,3 +169,39 @@ def batch_norm_backward(
     """Gradients of :func:`batch_norm_forward` for gy (N, C, L): (gx or None, gw, gb)."""
     check_batch_norm("batch_norm_backward", x, gy, mean=mean, inv_std=inv_std, weight=weight)
     return _bn_impl(x).batch_norm_backward(x, gy, mean, inv_std, weight, need_gx)
+
+
+def adam_step(
+    param: Any,
+    grad: Any,
+    exp_avg: Any,
+    exp_avg_sq: Any,
+    max_exp_avg_sq: Any = None,
+    *,
+    beta1: float,
+    beta2: float,
+    step_size: float,
+    bias2_sqrt: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    work: tuple[Any, Any] | Callable[[], tuple[Any, Any]] | None = None,
+) -> None:
+    """Adam's update of ``param`` in place, with its state ``exp_avg`` (m), ``exp_avg_sq`` (v) and,
+    for amsgrad, ``max_exp_avg_sq`` (formulas in :mod:`tinyae.kernels.numpy_kernels`).
+
+    ``step_size = lr / (1 - beta1^k)`` and ``bias2_sqrt = sqrt(1 - beta2^k)`` at step k. All
+    arrays share one shape and float dtype; the updated ones must be writeable and share no
+    memory. The C++ kernel needs the updated arrays C-contiguous; other layouts run the twin.
+    ``work``: two arrays of param's shape and dtype the twin may use for its temporaries, or a
+    function returning them, called only when the twin runs (the one-pass C++ kernel needs none).
+    """
+    states = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq, "max_exp_avg_sq": max_exp_avg_sq}
+    check_adam(param, grad, states)
+    written = [a for a in (param, exp_avg, exp_avg_sq, max_exp_avg_sq) if a is not None]
+    use_cpp = backend_name(param) == "cpp" and all(a.flags.c_contiguous for a in written)
+    args = (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, beta2, step_size, bias2_sqrt, eps)
+    if use_cpp:
+        cpp.adam_step(*args, weight_decay, maximize)
+    else:
+        numpy_kernels.adam_step(*args, weight_decay, maximize, work() if callable(work) else work)

@@ -1,4 +1,4 @@
-"""Argument checks shared by every im2col / col2im implementation.
+"""Argument checks shared by every implementation of the kernels.
 
 The kernels are called from deep inside conv2d and conv_transpose2d; a wrong
 argument there would otherwise surface as a cryptic NumPy broadcast error or,
@@ -153,3 +153,32 @@ def check_batch_norm(op: str, x: Any, gy: Any = None, **vectors: Any) -> None:
                 f"{op}: argument '{name}' must have shape ({c},) and dtype {x.dtype} for x of shape "
                 f"{tuple(x.shape)}, got {tuple(v.shape)} {v.dtype}"
             )
+
+
+def check_adam(param: Any, grad: Any, states: dict[str, Any]) -> None:
+    """param, grad and each state array (None: absent) of one shape, float dtype and array type;
+    param and the states, which are updated in place, writeable; no two of them sharing memory."""
+    op = "adam_step"
+    given = {"param": param, "grad": grad, **{k: v for k, v in states.items() if v is not None}}
+    for name, a in given.items():
+        if not hasattr(a, "dtype") or not hasattr(a, "shape") or not hasattr(a, "flags"):
+            raise TypeError(f"{op}: argument '{name}' must be an ndarray, got {type(a).__name__}")
+        if a.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"{op}: argument '{name}' must be float32 or float64, got dtype {a.dtype}")
+        if a.dtype != param.dtype or type(a) is not type(param):
+            raise TypeError(
+                f"{op}: argument '{name}' must have the dtype and array type of 'param' "
+                f"({param.dtype} {type(param).__name__}), got {a.dtype} {type(a).__name__}"
+            )
+        if a.shape != param.shape:
+            raise ValueError(
+                f"{op}: argument '{name}' must have the shape of 'param' {tuple(param.shape)}, "
+                f"got {tuple(a.shape)}"
+            )
+        if name != "grad" and not getattr(a.flags, "writeable", True):  # CuPy has no read-only flag
+            raise ValueError(f"{op}: argument '{name}' is read-only")
+    names = list(given)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            if _may_share_memory(given[first], given[second]):
+                raise ValueError(f"{op}: arguments '{first}' and '{second}' share memory")

@@ -95,3 +95,23 @@ def batch_norm_backward(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """C++ batch norm gradients: (gx or None, gw, gb)."""
     return _require().batch_norm_backward(x, gy, mean, inv_std, weight, bool(need_gx), threads=_threads())
+
+
+def adam_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    exp_avg: np.ndarray,
+    exp_avg_sq: np.ndarray,
+    max_exp_avg_sq: np.ndarray | None,
+    beta1: float,
+    beta2: float,
+    step_size: float,
+    bias2_sqrt: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+) -> None:
+    """C++ Adam update in place, one pass; param and the states must be C-contiguous."""
+    _require().adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, float(beta1), float(beta2),
+                         float(step_size), float(bias2_sqrt), float(eps), float(weight_decay), bool(maximize),
+                         threads=_threads())  # fmt: skip

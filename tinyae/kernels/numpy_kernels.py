@@ -1,4 +1,4 @@
-"""im2col, col2im and batch norm's passes in pure NumPy: the executable specification.
+"""im2col, col2im, batch norm's passes and Adam's update in pure NumPy: the executable specification.
 
 These are the reference the C++ and CUDA kernels are tested against, and the
 fallback when the compiled extension is missing (or ``TINYAE_KERNELS=numpy``).
@@ -29,6 +29,14 @@ Batch norm (training mode, batch statistics) sees its input as x (N, C, L), L = 
     gb = sum(gy)          gw = sum(gy * x_hat),  x_hat = (x - mean) * inv_std
     gx = inv_std * w * (gy - gb / M - x_hat * gw / M)
 
+Adam's update of one parameter p with gradient g (step k; the optimizer computes
+``step_size = lr / (1 - b1^k)`` and ``bias2_sqrt = sqrt(1 - b2^k)``)::
+
+    d = g + wd * p   (wd * p - g when maximizing)
+    m = b1 * m + (1 - b1) * d          v = b2 * v + (1 - b2) * d^2
+    v_max = max(v_max, v), used as v   (amsgrad)
+    p = p - step_size * m / (sqrt(v) / bias2_sqrt + eps)
+
 ``out=``: im2col and col2im can write into a caller's buffer instead of allocating one (a
 conv layer can reuse one column buffer across chunks and steps). It must have exactly the
 result's shape and dtype and be C-contiguous; it is *overwritten*, never accumulated into
@@ -42,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
-from ._checks import check_batch_norm, check_col2im, check_im2col, check_out
+from ._checks import check_adam, check_batch_norm, check_col2im, check_im2col, check_out
 
 
 def im2col(
@@ -159,3 +167,57 @@ def batch_norm_backward(
     gx = xp.subtract(gy, t, out=t)
     gx *= (inv_std if weight is None else inv_std * weight)[:, None]
     return gx, gw, gb
+
+
+def adam_step(
+    param: Any,
+    grad: Any,
+    exp_avg: Any,
+    exp_avg_sq: Any,
+    max_exp_avg_sq: Any,
+    beta1: float,
+    beta2: float,
+    step_size: float,
+    bias2_sqrt: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    work: tuple[Any, Any] | None = None,
+) -> None:
+    """Adam's update of one parameter, in place: param, exp_avg (m), exp_avg_sq (v) and, unless
+    None, max_exp_avg_sq (v_max). One array operation at a time, each in the arrays' dtype (the
+    Python scalars are rounded to it, as NumPy does); the C++ kernel repeats them in this order.
+    NumPy or CuPy arrays (the GPU runs this twin).
+
+    ``work``: two arrays of param's shape and dtype for the temporaries (allocated when None),
+    so that an optimizer can reuse them from step to step.
+    """
+    check_adam(param, grad, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq, "max_exp_avg_sq": max_exp_avg_sq})
+    xp = get_array_module(param)
+    if work is None:
+        work = (xp.empty_like(param), xp.empty_like(param))
+    elif len(work) != 2 or any(w.shape != param.shape or w.dtype != param.dtype for w in work):
+        raise ValueError(f"adam_step: argument 'work' must be two arrays of shape {tuple(param.shape)} and "
+                         f"dtype {param.dtype}")  # fmt: skip
+    d, tmp = grad, work[1]
+    if weight_decay != 0:
+        d = xp.multiply(param, weight_decay, out=work[0])
+        (xp.subtract if maximize else xp.add)(d, grad, out=d)
+    elif maximize:
+        d = xp.negative(grad, out=work[0])
+    exp_avg *= beta1  # m <- b1 m + (1 - b1) d
+    xp.multiply(d, 1 - beta1, out=tmp)
+    exp_avg += tmp
+    exp_avg_sq *= beta2  # v <- b2 v + (1 - b2) d^2
+    xp.multiply(d, d, out=tmp)
+    tmp *= 1 - beta2
+    exp_avg_sq += tmp
+    v = exp_avg_sq
+    if max_exp_avg_sq is not None:
+        v = xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+    xp.sqrt(v, out=tmp)  # denominator sqrt(v) / sqrt(1 - b2^k) + eps
+    tmp /= bias2_sqrt
+    tmp += eps
+    xp.divide(exp_avg, tmp, out=tmp)
+    tmp *= step_size
+    param -= tmp

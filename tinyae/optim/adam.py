@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from tinyae import backend
+from tinyae import backend, kernels
 from tinyae.optim.optimizer import Optimizer
 from tinyae.tensor import Tensor
 
@@ -73,7 +73,6 @@ class Adam(Optimizer):
         return state
 
     def _update(self, p: Any, g: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
-        xp = backend.get_array_module(p)
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         state["step"] += 1
         k = state["step"]
@@ -81,27 +80,13 @@ class Adam(Optimizer):
             if wd != 0:
                 p *= 1 - lr * wd  # AdamW: shrink p directly, outside the adaptive scaling
             wd = 0
-        d = self._effective_grad(p, g, wd, group["maximize"])  # g + wd p (in scratch slot 0 unless g)
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        tmp = self._scratch(p, 1)
-
-        m *= b1  # m <- b1 m + (1 - b1) g
-        xp.multiply(d, 1 - b1, out=tmp)
-        m += tmp
-        v *= b2  # v <- b2 v + (1 - b2) g^2
-        xp.multiply(d, d, out=tmp)
-        tmp *= 1 - b2
-        v += tmp
-        if group["amsgrad"]:
-            v = xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-
-        step_size = lr / (1 - b1**k)
-        xp.sqrt(v, out=tmp)  # denominator sqrt(v) / sqrt(1 - b2^k) + eps
-        tmp /= math.sqrt(1 - b2**k)
-        tmp += eps
-        xp.divide(m, tmp, out=tmp)  # p <- p - step_size * m / denominator
-        tmp *= step_size
-        p -= tmp
+        v_max = state["max_exp_avg_sq"] if group["amsgrad"] else None
+        # One fused pass in C++; on a GPU, or without the extension, the twin's array operations
+        # with their temporaries in this optimizer's reusable scratch.
+        kernels.adam_step(p, g, state["exp_avg"], state["exp_avg_sq"], v_max, beta1=b1, beta2=b2,
+                          step_size=lr / (1 - b1**k), bias2_sqrt=math.sqrt(1 - b2**k), eps=eps,
+                          weight_decay=wd, maximize=group["maximize"],
+                          work=lambda: (self._scratch(p, 0), self._scratch(p, 1)))  # fmt: skip
 
 
 class AdamW(Adam):
