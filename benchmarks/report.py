@@ -529,7 +529,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"{_threads(meta['threads'])} for every pool; "
         f"Python {meta['python']}, NumPy {meta['numpy']}; tinyae {meta['tinyae']} "
         f"(commit {meta.get('git_commit')}, {meta['tinyae_kernels']} kernels); {meta['date']}. "
-        f"float32. Medians of {meta['rounds']} interleaved rounds after {meta['warmup']} warm-up calls; "
+        f"float32. Medians of interleaved rounds ({meta['rounds']} for layers, "
+        f"{meta.get('kernel_rounds', meta['rounds'])} for kernels, "
+        f"{meta.get('train_rounds', meta['rounds'])} for training steps) "
+        f"after {meta['warmup']} warm-up calls; "
         "ratios are medians of per-round ratios (lower is better for tinyae). "
         + (
             f"A {meta['settle_s']} s pause before each timed call lets the other engine's idle threads "
@@ -722,18 +725,22 @@ def run_report(args: argparse.Namespace) -> dict[str, Any]:
     # Several threads per engine: pause before each timed call until the other engine's idle
     # threads stop spinning (see interleave). One thread has nothing spinning; a GPU syncs anyway.
     settle = 0.15 if device == "cpu" and threads > 1 and not args.quick else 0.0
-    meta.update(rounds=rounds, warmup=warmup, quick=args.quick, settle_s=settle)
+    # Kernel calls take milliseconds, so they get more rounds (their medians were the noisiest
+    # numbers of the report); a training step takes up to ~0.2 s a round, so it gets fewer.
+    kernel_rounds, train_rounds = 3 * rounds, max(3, rounds * 2 // 3)
+    meta.update(rounds=rounds, kernel_rounds=kernel_rounds, train_rounds=train_rounds, warmup=warmup,
+                quick=args.quick, settle_s=settle)  # fmt: skip
     print(f"tinyae benchmark report: {device}, {threads} threads, {rounds} rounds", flush=True)
     result: dict[str, Any] = {"meta": meta, "targets": TARGETS, "skipped": skipped}
     result["matmul_peak"] = matmul_peak(device, 1024 if args.quick else 2048)
     print("layers", flush=True)
     result["layers"] = bench_layers(device, rounds, warmup, only, skipped, settle)
     print("kernels", flush=True)
-    result["kernels"] = bench_kernels(rounds, only, skipped) if device == "cpu" else []
+    result["kernels"] = bench_kernels(kernel_rounds, only, skipped) if device == "cpu" else []
     if device != "cpu":
         skipped.append("kernel table: C++ vs NumPy twin is a CPU comparison")
     print("training steps", flush=True)
-    result["train"] = bench_train(device, max(3, rounds * 2 // 3), warmup, only, skipped, settle)
+    result["train"] = bench_train(device, train_rounds, warmup, only, skipped, settle)
     if args.memory and result["train"]:
         print("peak memory (fresh subprocesses)", flush=True)
         bench_memory(result["train"], device, threads)
