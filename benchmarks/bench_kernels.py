@@ -1,4 +1,4 @@
-"""Benchmark im2col / col2im: C++ (tinyae._C) against the NumPy twin.
+"""Benchmark im2col / col2im (and Adam's update): C++ (tinyae._C) against the NumPy twin.
 
 Shapes are those of layers L1-L6 in ``shared/bench/workloads.md`` (float32). For a
 convolution the kernels work on the layer's input image; for a transposed
@@ -19,6 +19,10 @@ Two ways to run it:
   10-30 MB buffer would pay one per 4 KB page if the allocator handed back new memory, but glibc
   raises its mmap threshold after the first free, so a same-size block is reused and steady-state
   fresh calls measured 0 faults here (then the two columns differ only by cache state).
+
+Adam's update (``kernels.adam_step``) is measured on the parameter sizes of the DCGAN step W5:
+its largest weight (the generator's Linear(100, 6272): 627,200 values) and a 4x4 conv weight
+(128 x 64 x 16 = 131,072). The twin gets reused work arrays, as the optimizer gives it.
 """
 
 from __future__ import annotations
@@ -97,6 +101,33 @@ def test_kernel(benchmark: Any, layer: str, op: str, impl: str, reuse_out: bool)
     benchmark(make_case(layer, op, IMPLS[impl], reuse_out))
 
 
+# parameter sizes of W5: the generator's Linear(100, 6272) weight, a 4x4 conv weight (128, 64, 4, 4)
+ADAM_SIZES = {"linear-627200": 627_200, "conv-131072": 131_072}
+
+
+def make_adam_case(size: int, impl: Any) -> Callable[[], Any]:
+    """One Adam update (step 10, betas (0.5, 0.999) as in W5) of a float32 parameter of ``size``."""
+    rng = np.random.default_rng(0)
+    p, g = (rng.standard_normal(size, dtype=np.float32) for _ in range(2))
+    m = np.zeros(size, np.float32)
+    v = np.zeros(size, np.float32)
+    k, b1, b2 = 10, 0.5, 0.999
+    scalars = (b1, b2, 2e-4 / (1 - b1**k), (1 - b2**k) ** 0.5, 1e-8)
+    if impl is cpp:
+        return lambda: cpp.adam_step(p, g, m, v, None, *scalars)
+    work = (np.empty_like(p), np.empty_like(p))
+    return lambda: numpy_kernels.adam_step(p, g, m, v, None, *scalars, work=work)
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("size", list(ADAM_SIZES))
+def test_adam_step(benchmark: Any, size: str, impl: str) -> None:
+    if impl == "cpp" and not cpp.AVAILABLE:
+        pytest.skip(cpp.UNAVAILABLE_REASON)
+    benchmark.group = f"adam_step {size}"
+    benchmark(make_adam_case(ADAM_SIZES[size], IMPLS[impl]))
+
+
 def test_naive_tiny(benchmark: Any) -> None:
     """The naive loops on a tiny shape only: they are ~1000x slower."""
     x = np.random.default_rng(0).standard_normal((2, 2, 8, 8), dtype=np.float32)
@@ -160,6 +191,17 @@ def main() -> None:
                 f"| **{median_ratio(no, co):.1f}x** "
                 f"| {statistics.median(faults[0]):.0f}, {statistics.median(faults[1]):.0f} |"
             )
+
+
+    print("\n| Adam's update | C++ ms | NumPy twin ms | **NumPy/C++** |")
+    print("|---|---:|---:|---:|")
+    for name, size in ADAM_SIZES.items():
+        cases = [make_adam_case(size, cpp), make_adam_case(size, numpy_kernels)]
+        (tc, tn), _ = interleaved(cases, args.repeats)
+        print(
+            f"| {name} | {1e3 * statistics.median(tc):.3f} | {1e3 * statistics.median(tn):.3f} "
+            f"| **{median_ratio(tn, tc):.1f}x** |"
+        )
 
 
 if __name__ == "__main__":
