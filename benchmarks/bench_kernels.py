@@ -192,7 +192,6 @@ def main() -> None:
                 f"| {statistics.median(faults[0]):.0f}, {statistics.median(faults[1]):.0f} |"
             )
 
-
     print("\n| Adam's update | C++ ms | NumPy twin ms | **NumPy/C++** |")
     print("|---|---:|---:|---:|")
     for name, size in ADAM_SIZES.items():
