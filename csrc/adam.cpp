@@ -1,7 +1,6 @@
 // Adam's fused update (formulas in adam.h).
 #include "adam.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include "parallel.h"

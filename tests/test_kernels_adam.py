@@ -157,6 +157,10 @@ def test_twin_uses_the_given_work_arrays_and_the_fused_kernel_never_asks_for_the
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="adam_step: argument 'work' must be two arrays of shape"):
         nk.adam_step(p, g, m, v, None, work=(work[0], work[1][:5]), **s)
+    with pytest.raises(ValueError, match="adam_step: argument 'work' shares memory with another argument"):
+        nk.adam_step(p, g, m, v, None, work=(work[0], m), **s)
+    with pytest.raises(ValueError, match="adam_step: argument 'work' shares memory"):
+        nk.adam_step(p, g, m, v, None, work=(work[0], work[0]), **s)
     asked = []
     K.adam_step(p, g, m, v, work=lambda: asked.append(1) or work, **s)
     assert asked == ([] if K.get_kernels() == "cpp" else [1])

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
-from ._checks import check_adam, check_batch_norm, check_col2im, check_im2col, check_out
+from ._checks import _may_share_memory, check_adam, check_batch_norm, check_col2im, check_im2col, check_out
 
 
 def im2col(
@@ -190,7 +190,7 @@ def adam_step(
     NumPy or CuPy arrays (the GPU runs this twin).
 
     ``work``: two arrays of param's shape and dtype for the temporaries (allocated when None),
-    so that an optimizer can reuse them from step to step.
+    sharing no memory with the others, so that an optimizer can reuse them from step to step.
     """
     check_adam(param, grad, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq, "max_exp_avg_sq": max_exp_avg_sq})
     xp = get_array_module(param)
@@ -199,6 +199,11 @@ def adam_step(
     elif len(work) != 2 or any(w.shape != param.shape or w.dtype != param.dtype for w in work):
         raise ValueError(f"adam_step: argument 'work' must be two arrays of shape {tuple(param.shape)} and "
                          f"dtype {param.dtype}")  # fmt: skip
+    else:
+        given = [a for a in (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq) if a is not None]
+        pairs = [(w, a) for w in work for a in given] + [(work[0], work[1])]
+        if any(_may_share_memory(w, a) for w, a in pairs):
+            raise ValueError("adam_step: argument 'work' shares memory with another argument")
     d, tmp = grad, work[1]
     if weight_decay != 0:
         d = xp.multiply(param, weight_decay, out=work[0])
