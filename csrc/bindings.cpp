@@ -74,6 +74,13 @@ std::string shape_str(const py::ssize_t* shape, py::ssize_t ndim) {
     return s + (ndim == 1 ? ",)" : ")");
 }
 
+// Whether two contiguous buffers share a byte.
+bool overlap(const py::array& a, const py::array& b) {
+    const auto* a0 = static_cast<const char*>(a.data());
+    const auto* b0 = static_cast<const char*>(b.data());
+    return a.nbytes() > 0 && b.nbytes() > 0 && a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
 // Validates a caller's `out` buffer against the result's shape and the input `src` (dtype, memory),
 // and returns it as an array. Everything the kernel relies on to write only inside `out` is checked
 // here: exact shape, contiguity, element type; plus writeability and no aliasing of the input.
@@ -102,10 +109,8 @@ py::array checked_out(const char* op, const py::object& out, const int64_t (&sha
                               shape_str(a.shape(), a.ndim()) + ")");
     }
     if (!a.writeable()) throw py::value_error(std::string(op) + ": argument 'out' is read-only");
-    // Byte ranges of the two contiguous buffers: the kernel reads src while it writes out.
-    const auto* o0 = static_cast<const char*>(a.data());
-    const auto* s0 = static_cast<const char*>(src.data());
-    if (a.nbytes() > 0 && src.nbytes() > 0 && o0 < s0 + src.nbytes() && s0 < o0 + a.nbytes()) {
+    // The kernel reads src while it writes out.
+    if (overlap(a, src)) {
         throw py::value_error(std::string(op) + ": argument 'out' overlaps the memory of '" + src_name + "'");
     }
     return a;
@@ -319,13 +324,6 @@ py::array inplace(const char* op, const char* name, const py::object& a, const p
         if (!arr.writeable()) throw py::value_error(std::string(op) + ": argument '" + name + "' is read-only");
     }
     return arr;
-}
-
-// Whether two contiguous buffers share a byte.
-bool overlap(const py::array& a, const py::array& b) {
-    const auto* a0 = static_cast<const char*>(a.data());
-    const auto* b0 = static_cast<const char*>(b.data());
-    return a.nbytes() > 0 && b.nbytes() > 0 && a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
 }
 
 template <typename T>
