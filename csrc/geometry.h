@@ -13,6 +13,16 @@
 
 namespace tinyae {
 
+// Force inlining of a small per-plane function into its loop, so that each of its compile-time
+// variants is optimised in place (as one call was before it had variants).
+#if defined(__GNUC__) || defined(__clang__)
+#define TINYAE_ALWAYS_INLINE __attribute__((always_inline)) inline
+#elif defined(_MSC_VER)
+#define TINYAE_ALWAYS_INLINE __forceinline
+#else
+#define TINYAE_ALWAYS_INLINE inline
+#endif
+
 struct Geometry {
     int64_t n, c, h, w;      // image (N, C, H, W)
     int64_t kh, kw;          // kernel

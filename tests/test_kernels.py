@@ -180,6 +180,24 @@ def test_cpp_matches_twin_on_narrow_images(w, dtype):
 
 @needs_cpp
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_cpp_matches_twin_around_the_fixed_row_widths(dtype):
+    # im2col copies output rows 7, 14 or 28 wide with a compile-time width (the MNIST-sized
+    # layers); every other width takes the run-time loop. Check both, on each side of each width.
+    hit = dict.fromkeys((6, 7, 8, 13, 14, 15, 27, 28, 29), 0)
+    for w in (13, 14, 15, 27, 28, 29, 30, 56, 57):
+        x = random((2, 2, 4, w), dtype, seed=w)
+        for kh, kw in ((1, 1), (3, 3), (4, 4)):
+            for sh, sw, ph, pw, dh, dw in param_grid(4, w, kh, kw, strides=(1, 2, 4), pads=(0, 1), dils=(1, 2)):
+                args = (kh, kw, sh, sw, ph, pw, dh, dw)
+                col = _C.im2col(x, *args)
+                if col.shape[-1] in hit:
+                    hit[col.shape[-1]] += 1
+                np.testing.assert_array_equal(col, nk.im2col(x, *args), err_msg=f"w={w} {args}")
+    assert min(hit.values()) >= 4, hit
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_cpp_kernel_as_large_as_padded_input(dtype):
     x = random((1, 2, 5, 4), dtype)
     for ph, pw, dh, dw in itertools.product(range(4), range(4), (1, 2), (1, 2)):
