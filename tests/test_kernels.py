@@ -187,7 +187,8 @@ def test_cpp_matches_twin_around_the_fixed_row_widths(dtype):
     for w in (13, 14, 15, 27, 28, 29, 30, 56, 57):
         x = random((2, 2, 4, w), dtype, seed=w)
         for kh, kw in ((1, 1), (3, 3), (4, 4)):
-            for sh, sw, ph, pw, dh, dw in param_grid(4, w, kh, kw, strides=(1, 2, 4), pads=(0, 1), dils=(1, 2)):
+            grid = param_grid(4, w, kh, kw, strides=(1, 2, 4), pads=(0, 1), dils=(1, 2))
+            for sh, sw, ph, pw, dh, dw in grid:
                 args = (kh, kw, sh, sw, ph, pw, dh, dw)
                 col = _C.im2col(x, *args)
                 if col.shape[-1] in hit:
