@@ -1,5 +1,5 @@
 // pybind11 module tinyae._C: im2col / col2im, batch norm's passes and Adam's update, for float32
-// and float64 NumPy arrays.
+// and float64 NumPy arrays; and a direct conv2d forward for float32 on CPUs with AVX-512.
 //
 // Every argument is validated here again (the Python wrapper checks too, but _C can be called
 // directly): a bad call raises ValueError / TypeError and never reads out of bounds.
@@ -16,6 +16,7 @@
 
 #include "adam.h"
 #include "batch_norm.h"
+#include "conv_direct.h"
 #include "geometry.h"
 #include "parallel.h"
 
@@ -197,6 +198,66 @@ py::array col2im(const py::array& col, int64_t h, int64_t w, int64_t sh, int64_t
     return dt == DType::f32 ? col2im_typed<float>(col, g, out, threads) : col2im_typed<double>(col, g, out, threads);
 }
 
+
+// ---------------------------------------------------------------- direct convolution
+// x (N, C, H, W) and weight (C_out, C/G, KH, KW) float32; bias None or (C_out,) float32.
+py::array conv2d_direct(const py::array& x, const py::array& w, const py::object& b, int64_t sh, int64_t sw,
+                        int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups, int threads) {
+    const char* op = "conv2d_direct";
+    check_ndim(op, "x", x, 4);
+    check_ndim(op, "weight", w, 4);
+    for (const auto& [name, a] : {std::pair<const char*, const py::array*>{"x", &x}, {"weight", &w}}) {
+        if (!a->dtype().equal(py::dtype::of<float>())) {
+            throw py::type_error(std::string(op) + ": argument '" + name + "' must be float32 (the direct kernel " +
+                                 "has no float64 version), got dtype " + std::string(py::str(a->dtype())));
+        }
+    }
+    tinyae::check_param(op, "groups", groups, 1);
+    Geometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(2), w.shape(3), sh, sw, ph, pw, dh, dw, 0, 0};
+    const int64_t cout = w.shape(0);
+    if (cout < 1 || g.kh < 1 || g.kw < 1 || g.c % groups != 0 || cout % groups != 0 || w.shape(1) * groups != g.c) {
+        throw py::value_error(std::string(op) + ": argument 'weight' must have shape (C_out, C/groups, KH, KW) with C_out " +
+                              "a multiple of groups=" + std::to_string(groups) + ", for x " +
+                              shape_str(x.shape(), 4) + ", got " + shape_str(w.shape(), 4));
+    }
+    check_strides_and_dilation(op, g);
+    g.oh = tinyae::out_size(g.h, g.kh, sh, ph, dh);
+    g.ow = tinyae::out_size(g.w, g.kw, sw, pw, dw);
+    check_output_size(op, g);
+    const int64_t dims[6] = {g.n, cout, g.oh, g.ow, 1, 1};
+    tinyae::checked_numel(op, dims);
+    if (g.c * (g.h + 2 * g.ph) * (g.w + 2 * g.pw) > tinyae::kDirectMaxScratch) {
+        throw py::value_error(std::string(op) + ": one zero-padded sample of x has more than " +
+                              std::to_string(tinyae::kDirectMaxScratch) + " elements");
+    }
+    py::array_t<float, py::array::c_style> bc;
+    if (!b.is_none()) {
+        if (!py::isinstance<py::array>(b)) {
+            throw py::type_error(std::string(op) + ": argument 'bias' must be a NumPy array or None, got " +
+                                 std::string(py::str(py::type::of(b).attr("__name__"))));
+        }
+        auto ba = py::reinterpret_borrow<py::array>(b);
+        if (!ba.dtype().equal(py::dtype::of<float>())) {
+            throw py::type_error(std::string(op) + ": argument 'bias' must be float32 like 'x', got dtype " +
+                                 std::string(py::str(ba.dtype())));
+        }
+        if (ba.ndim() != 1 || ba.shape(0) != cout) {
+            throw py::value_error(std::string(op) + ": argument 'bias' must have shape (" + std::to_string(cout) +
+                                  ",) (C_out), got " + shape_str(ba.shape(), ba.ndim()));
+        }
+        bc = contiguous<float>(op, "bias", ba);
+    }
+    auto xc = contiguous<float>(op, "x", x);
+    auto wc = contiguous<float>(op, "weight", w);
+    py::array_t<float> y({g.n, cout, g.oh, g.ow});
+    const float* bp = b.is_none() ? nullptr : bc.data();
+    float* yp = y.mutable_data();
+    {
+        py::gil_scoped_release release;
+        tinyae::conv2d_direct(xc.data(), wc.data(), bp, yp, g, cout, groups, threads);
+    }
+    return y;
+}
 
 // ---------------------------------------------------------------- batch norm
 // x (N, C, L); per-channel vectors (C,) of x's dtype. Optional ones may be None.
@@ -381,7 +442,8 @@ void adam_step(const py::object& param, const py::object& grad, const py::object
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-    m.doc() = "tinyae C++ kernels: im2col / col2im, batch norm and Adam (float32, float64), run on a small thread pool.";
+    m.doc() = "tinyae C++ kernels: im2col / col2im, a direct conv2d (float32, AVX-512), batch norm and Adam, "
+              "run on a small thread pool.";
     m.def("im2col", &im2col, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
           py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("out") = py::none(),
           py::arg("threads") = 0,
@@ -393,6 +455,15 @@ PYBIND11_MODULE(_C, m) {
           "Fold columns (C, KH, KW, N, OH, OW) into an image (N, C, h, w), summing overlaps.\n"
           "With `out` the image overwrites it (no accumulation) and `out` is returned.\n"
           "At most `threads` threads (<= 0: all hardware threads).");
+    m.def("conv2d_direct", &conv2d_direct, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("sh"),
+          py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("groups") = 1,
+          py::arg("threads") = 0,
+          "y = conv2d(x, weight) + bias for float32 x (N, C, H, W) and weight (C_out, C/groups, KH, KW), computed\n"
+          "directly (no column buffer) with AVX-512; bias (C_out,) or None. RuntimeError on a CPU without\n"
+          "AVX-512F (see conv2d_direct_supported). At most `threads` threads (<= 0: all hardware threads).");
+    m.def("conv2d_direct_supported", &tinyae::conv2d_direct_supported,
+          "Whether conv2d_direct can run here: an x86-64 build and a CPU with AVX-512F.");
+    m.attr("DIRECT_MAX_SCRATCH") = tinyae::kDirectMaxScratch;
     m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
           py::arg("eps"), py::arg("threads") = 0,
           "Batch norm of x (N, C, L) with batch statistics: returns (y, mean, var, inv_std), the vectors (C,).\n"

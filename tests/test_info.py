@@ -52,6 +52,8 @@ def test_info_command_shows_cpp_kernels_when_built():
     out = run_info()
     assert out.returncode == 0, out.stderr
     assert "C++" in line(out.stdout, "kernels")
+    expected = "direct, AVX-512" if cpp.DIRECT_CONV else "im2col + GEMM (no AVX-512F)"
+    assert f"float32 conv forward: {expected}" in line(out.stdout, "kernels")
     assert int(line(out.stdout, "threads").split()[1]) == ta.parallel._default_threads()
 
 

@@ -37,6 +37,8 @@ def _kernels() -> dict[str, Any]:
         "name": "C++" if active == "cpp" else "NumPy",
         "cpp_available": kernels.cpp_available(),
         "reason": reason,
+        # The direct float32 convolution needs AVX-512F; without it convolutions use im2col + GEMM.
+        "direct_conv": active == "cpp" and kernels.cpp.DIRECT_CONV,
     }
 
 
@@ -107,6 +109,10 @@ def collect() -> dict[str, Any]:
 def format_report(d: dict[str, Any]) -> str:
     k, b, g = d["kernels"], d["blas"], d["gpu"]
     kernels = f"{k['name']}" + (f" (reason: {k['reason']})" if k["reason"] else " (tinyae._C)")
+    if k["active"] == "cpp":
+        kernels += "; float32 conv forward: " + (
+            "direct, AVX-512" if k["direct_conv"] else "im2col + GEMM (no AVX-512F)"
+        )
     threads = f"{d['threads']} (tinyae.set_num_threads)"
     if b["name"]:
         blas = f"{b['name']} {b['version'] or ''}".rstrip()

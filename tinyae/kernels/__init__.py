@@ -1,10 +1,14 @@
-"""im2col / col2im, batch norm's passes and Adam's update: one API, one implementation per backend.
+"""im2col / col2im, a direct conv2d, batch norm's passes and Adam's update: one API, one
+implementation per backend.
 
 ``im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)`` turns the sliding windows of an
 image ``x`` (N, C, H, W) into a column buffer ``col`` (C, KH, KW, N, OH, OW), so
 that a convolution is one matrix product; ``col2im(col, h, w, sh, sw, ph, pw, dh, dw)``
 is its adjoint (it sums overlapping windows back into an (N, C, h, w) image).
 The notation is defined in :mod:`tinyae.kernels.numpy_kernels`, the readable spec.
+``conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups)`` is a whole convolution forward;
+in C++ (float32, CPUs with AVX-512F) it never builds the column buffer, elsewhere the twin runs
+it as im2col plus a product (:func:`conv2d_direct_runs_cpp` says which).
 ``batch_norm_forward`` / ``batch_norm_backward`` are batch norm's passes over an (N, C, L) view
 (the formulas are in that module too); in C++ each direction is one fused loop per channel.
 ``adam_step`` is Adam's update of one parameter, in place; in C++ one pass over its elements.
@@ -34,11 +38,21 @@ from typing import Any
 from ..backend import is_cupy_array
 from ..parallel import get_num_threads, set_num_threads
 from . import cpp, numpy_kernels
-from ._checks import check_adam, check_batch_norm, check_col2im, check_im2col, check_out, out_size
+from ._checks import (
+    check_adam,
+    check_batch_norm,
+    check_col2im,
+    check_conv2d_direct,
+    check_im2col,
+    check_out,
+    out_size,
+)
 
 __all__ = [
     "im2col",
     "col2im",
+    "conv2d_direct",
+    "conv2d_direct_runs_cpp",
     "batch_norm_forward",
     "batch_norm_backward",
     "adam_step",
@@ -148,6 +162,30 @@ def col2im(
         c, _, _, n = col.shape[:4]
         check_out("col2im", out, (n, c, args[0], args[1]), col, "col")
     return _impl(col).col2im(col, *args, out=out)
+
+
+def conv2d_direct_runs_cpp(x: Any, ph: int = 0, pw: int = 0) -> bool:
+    """Whether :func:`conv2d_direct` on ``x`` runs the C++ kernel: a float32 NumPy array, the C++
+    kernels chosen, a CPU with AVX-512F, and one zero-padded sample (C, H + 2PH, W + 2PW) within
+    the kernel's per-thread scratch limit."""
+    if backend_name(x) != "cpp" or not cpp.DIRECT_CONV or x.dtype != "float32" or x.ndim != 4:
+        return False
+    return x.shape[1] * (x.shape[2] + 2 * ph) * (x.shape[3] + 2 * pw) <= cpp.DIRECT_MAX_SCRATCH
+
+
+def conv2d_direct(
+    x: Any, weight: Any, bias: Any, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int = 1
+) -> Any:
+    """y = conv2d(x, weight) + bias: x (N, C, H, W), weight (C_out, C/groups, KH, KW), bias (C_out,)
+    or None -> y (N, C_out, OH, OW).
+
+    The C++ kernel where :func:`conv2d_direct_runs_cpp` (no column buffer: every output is summed
+    in registers), otherwise the twin (im2col and a product per group). Raises TypeError for a
+    dtype other than float32/float64 or mixed dtypes, ValueError for bad shapes or parameters.
+    """
+    args = check_conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups)
+    impl = cpp if conv2d_direct_runs_cpp(x, args[2], args[3]) else numpy_kernels
+    return impl.conv2d_direct(x, weight, bias, *args)
 
 
 def _bn_impl(x: Any) -> Any:

@@ -67,6 +67,33 @@ def check_im2col(
     return kh, kw, sh, sw, ph, pw, dh, dw, oh, ow
 
 
+def check_conv2d_direct(
+    x: Any, weight: Any, bias: Any, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int
+) -> tuple[int, ...]:
+    """Validate conv2d_direct's arguments; return ``(sh, sw, ph, pw, dh, dw, groups)`` as ints."""
+    op = "conv2d_direct"
+    check_array(op, "x", x, 4)
+    check_array(op, "weight", weight, 4)
+    if weight.dtype != x.dtype:
+        raise TypeError(f"{op}: argument 'weight' must have dtype {x.dtype} like 'x', got {weight.dtype}")
+    groups = check_int(op, "groups", groups, 1)
+    c, (c_out, cg, kh, kw) = x.shape[1], weight.shape
+    if c_out < 1 or c % groups or c_out % groups or cg * groups != c:
+        raise ValueError(
+            f"{op}: argument 'weight' must have shape (C_out, C/groups, KH, KW) with C_out a multiple of "
+            f"groups={groups}, for x of shape {tuple(x.shape)}; got {tuple(weight.shape)}"
+        )
+    if bias is not None:
+        check_array(op, "bias", bias, 1)
+        if bias.dtype != x.dtype or bias.shape != (c_out,):
+            raise ValueError(
+                f"{op}: argument 'bias' must be None or have shape ({c_out},) and dtype {x.dtype}, "
+                f"got shape {tuple(bias.shape)} and dtype {bias.dtype}"
+            )
+    check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)  # the strides, padding, dilation and output size
+    return tuple(operator.index(v) for v in (sh, sw, ph, pw, dh, dw)) + (groups,)
+
+
 def check_col2im(
     col: Any, h: int, w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int
 ) -> tuple[int, ...]:

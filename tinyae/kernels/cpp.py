@@ -33,6 +33,10 @@ _C, UNAVAILABLE_REASON = _import_extension()
 
 AVAILABLE = _C is not None
 
+# Whether the direct conv2d kernel runs here: it needs AVX-512F (checked at run time).
+DIRECT_CONV = AVAILABLE and _C.conv2d_direct_supported()
+DIRECT_MAX_SCRATCH = _C.DIRECT_MAX_SCRATCH if AVAILABLE else 0
+
 
 def _threads() -> int:
     """Threads for one kernel call: T (:mod:`tinyae.parallel`), or 1 inside a parallel loop,
@@ -76,6 +80,22 @@ def col2im(
 ) -> np.ndarray:
     """C++ col2im: col (C, KH, KW, N, OH, OW) -> x (N, C, h, w), overwriting ``out`` when given."""
     return _require().col2im(col, h, w, sh, sw, ph, pw, dh, dw, out=out, threads=_threads())
+
+
+def conv2d_direct(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+    dh: int,
+    dw: int,
+    groups: int = 1,
+) -> np.ndarray:
+    """C++ direct conv2d forward (float32, AVX-512): x (N, C, H, W) -> y (N, C_out, OH, OW)."""
+    return _require().conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups, threads=_threads())
 
 
 def batch_norm_forward(

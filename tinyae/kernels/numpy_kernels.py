@@ -1,4 +1,5 @@
-"""im2col, col2im, batch norm's passes and Adam's update in pure NumPy: the executable specification.
+"""im2col, col2im, a convolution's forward, batch norm's passes and Adam's update in pure NumPy: the
+executable specification.
 
 These are the reference the C++ and CUDA kernels are tested against, and the
 fallback when the compiled extension is missing (or ``TINYAE_KERNELS=numpy``).
@@ -20,6 +21,10 @@ Column layout: ``col[c, i, j, n, oh, ow] = x_padded[n, c, oh*SH + i*DH, ow*SW + 
 shape ``(C, KH, KW, N, OH, OW)``, C-contiguous. Seen as a ``(C*KH*KW, N*OH*OW)``
 matrix it turns a convolution into one GEMM:
 ``W.reshape(C_out, C*KH*KW) @ col.reshape(C*KH*KW, N*OH*OW)``.
+
+A convolution's forward (``conv2d_direct``; weight (C_out, C/G, KH, KW), G groups, b (C_out,))::
+
+    y[n, o] = b[o] + W_g[o] @ col_g[:, n]     col_g = im2col of the C/G input channels of group g
 
 Batch norm (training mode, batch statistics) sees its input as x (N, C, L), L = H*W (1 for an
 (N, C) input); each channel's statistics are over its M = N*L values::
@@ -50,7 +55,15 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
-from ._checks import _may_share_memory, check_adam, check_batch_norm, check_col2im, check_im2col, check_out
+from ._checks import (
+    _may_share_memory,
+    check_adam,
+    check_batch_norm,
+    check_col2im,
+    check_conv2d_direct,
+    check_im2col,
+    check_out,
+)
 
 
 def im2col(
@@ -126,6 +139,37 @@ def col2im(
         return np.ascontiguousarray(inner)
     np.copyto(out, inner)
     return out
+
+
+def conv2d_direct(
+    x: Any, weight: Any, bias: Any, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int = 1
+) -> Any:
+    """y = conv2d(x, weight) + bias, (N, C_out, OH, OW): im2col, then one product per group.
+
+    The spec of the C++ kernel, which computes the same sums without the column buffer.
+    """
+    sh, sw, ph, pw, dh, dw, groups = check_conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups)
+    xp = get_array_module(x)
+    n = x.shape[0]
+    c_out, cg, kh, kw = weight.shape
+    col = (
+        im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+        if xp is np
+        else _cupy_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    )
+    oh, ow = col.shape[4:]
+    col = col.reshape(groups, cg * kh * kw, n, oh * ow)  # (G, Kg, N, P)
+    wm = weight.reshape(groups, c_out // groups, cg * kh * kw)  # (G, Cog, Kg)
+    y = xp.einsum("gok,gknp->ngop", wm, col)  # (N, G, Cog, P)
+    if bias is not None:
+        y = y + bias.reshape(groups, c_out // groups, 1)
+    return xp.ascontiguousarray(y).reshape(n, c_out, oh, ow)
+
+
+def _cupy_im2col(x: Any, *args: int) -> Any:
+    from . import cuda  # CuPy arrays: the CUDA im2col (imported on first GPU use only)
+
+    return cuda.im2col(x, *args)
 
 
 def batch_norm_forward(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, Any, Any]:

@@ -1,0 +1,263 @@
+"""Tests of conv2d_direct, the convolution forward without a column buffer.
+
+The NumPy twin (im2col + a product per group) is checked against naive loops over output
+pixels written here; the C++ kernel (float32, AVX-512) against the twin over a grid that covers
+its tile edges: output channels per group around the 16- and 32-channel blocks, output
+positions around the 14-position tiles, groups, strides, padding, dilation, no bias.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import tinyae
+import tinyae.kernels as K
+from tinyae.kernels import cpp, out_size
+from tinyae.kernels import numpy_kernels as nk
+from tinyae.nn import conv as conv_module
+
+try:
+    from tinyae import _C
+except ImportError as exc:
+    _C = None
+    _C_REASON = f"C++ extension tinyae._C is not built ({exc})"
+else:
+    _C_REASON = ""
+
+needs_cpp = pytest.mark.skipif(_C is None, reason=_C_REASON)
+needs_direct = pytest.mark.skipif(
+    not cpp.DIRECT_CONV, reason=_C_REASON or "this CPU has no AVX-512F: the direct C++ convolution cannot run"
+)
+# Tests of what the engine chooses also need the C++ kernels chosen (not TINYAE_KERNELS=numpy).
+needs_direct_chosen = pytest.mark.skipif(
+    not cpp.DIRECT_CONV or K.get_kernels() != "cpp",
+    reason=_C_REASON or "the C++ kernels are not chosen, or this CPU has no AVX-512F",
+)
+
+
+def random(shape, dtype=np.float32, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def naive_conv2d(x, w, b, sh, sw, ph, pw, dh, dw, groups):
+    """y[n, o, a, c] = b[o] + sum over the group's channels and taps, one output pixel at a time."""
+    n, c, h, wd = x.shape
+    c_out, cg, kh, kw = w.shape
+    cog = c_out // groups
+    oh, ow = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
+    y = np.zeros((n, c_out, oh, ow), dtype=np.float64)
+    for ni, o, a, col in itertools.product(range(n), range(c_out), range(oh), range(ow)):
+        g = o // cog
+        total = 0.0 if b is None else float(b[o])
+        for ci, i, j in itertools.product(range(cg), range(kh), range(kw)):
+            r, s = a * sh - ph + i * dh, col * sw - pw + j * dw
+            if 0 <= r < h and 0 <= s < wd:
+                total += float(w[o, ci, i, j]) * float(x[ni, g * cg + ci, r, s])
+        y[ni, o, a, col] = total
+    return y
+
+
+def assert_close32(actual, expected):
+    scale = float(np.abs(expected).max(initial=1.0))
+    np.testing.assert_allclose(actual, expected, rtol=2e-5, atol=2e-5 * scale)
+
+
+# (x shape, C_out, kernel (kh, kw), stride, padding, dilation, groups, bias)
+NAIVE_CASES = [
+    ((2, 3, 6, 7), 4, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),
+    ((1, 4, 7, 5), 6, (2, 3), (2, 1), (0, 2), (1, 2), 2, False),
+    ((2, 6, 5, 5), 3, (3, 2), (1, 2), (2, 1), (2, 1), 3, True),
+]
+
+
+@pytest.mark.parametrize("case", NAIVE_CASES, ids=str)
+def test_twin_matches_naive_loops(case):
+    shape, c_out, (kh, kw), (sh, sw), (ph, pw), (dh, dw), groups, with_bias = case
+    x = random(shape, np.float64)
+    w = random((c_out, shape[1] // groups, kh, kw), np.float64, seed=1)
+    b = random((c_out,), np.float64, seed=2) if with_bias else None
+    y = nk.conv2d_direct(x, w, b, sh, sw, ph, pw, dh, dw, groups)
+    np.testing.assert_allclose(
+        y, naive_conv2d(x, w, b, sh, sw, ph, pw, dh, dw, groups), rtol=1e-12, atol=1e-12
+    )
+
+
+# (x shape, C_out, kernel, stride, padding, dilation, groups): output channels per group 1, 5, 16,
+# 17, 32, 33, 48 (blocks of 32, a last block of <= 16 uses one vector); positions per sample 1, 13,
+# 14, 15, 28, 49 (tiles of 14).
+GRID = [
+    ((2, 3, 4, 4), 1, 3, 1, 1, 1, 1),  # P = 16, one output channel
+    ((3, 4, 7, 7), 5, 3, 2, 1, 1, 1),  # P = 16
+    ((2, 8, 13, 1), 16, (3, 1), 1, (1, 0), 1, 1),  # P = 13
+    ((2, 6, 14, 1), 17, (1, 1), 1, 0, 1, 1),  # P = 14, 1x1 kernel
+    ((2, 16, 15, 1), 32, (3, 1), 1, (1, 0), 1, 1),  # P = 15
+    ((2, 8, 9, 9), 33, 4, 2, 1, 1, 1),  # P = 16
+    ((2, 64, 14, 14), 48, 4, 2, 1, 1, 1),  # P = 49, K = 1024
+    ((1, 4, 9, 9), 64, 9, 1, 0, 1, 1),  # P = 1: one window
+    ((2, 6, 10, 8), 34, 3, (2, 1), (0, 2), (2, 1), 2),  # groups, dilation, mixed strides
+    ((2, 9, 8, 8), 48, 3, 1, 2, 2, 3),  # three groups of 16 channels
+]
+
+
+@needs_direct
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("case", GRID, ids=str)
+def test_cpp_matches_twin(case, with_bias):
+    shape, c_out, k, s, p, d, groups = case
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (v if isinstance(v, tuple) else (v, v) for v in (k, s, p, d))
+    x = random(shape)
+    w = random((c_out, shape[1] // groups, kh, kw), seed=1)
+    b = random((c_out,), seed=2) if with_bias else None
+    y = _C.conv2d_direct(x, w, b, sh, sw, ph, pw, dh, dw, groups)
+    b64 = None if b is None else b.astype(np.float64)
+    expected = nk.conv2d_direct(
+        x.astype(np.float64), w.astype(np.float64), b64, sh, sw, ph, pw, dh, dw, groups
+    )
+    assert y.dtype == np.float32 and y.shape == expected.shape
+    assert_close32(y, expected)
+    if K.get_kernels() == "cpp":  # the public entry runs the same kernel (float32, AVX-512)
+        np.testing.assert_array_equal(K.conv2d_direct(x, w, b, sh, sw, ph, pw, dh, dw, groups=groups), y)
+
+
+@needs_direct
+def test_result_does_not_depend_on_the_thread_count():
+    x, w, b = random((5, 16, 14, 14)), random((40, 16, 3, 3), seed=1), random((40,), seed=2)
+    results = [_C.conv2d_direct(x, w, b, 2, 2, 1, 1, 1, 1, 1, threads=t) for t in (1, 2, 3)]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+@needs_direct
+def test_non_contiguous_inputs_are_read_correctly():
+    x = random((3, 14, 14, 6)).transpose(0, 3, 1, 2)[:, ::2]  # (3, 3, 14, 14), strided
+    w = random((32, 3, 3, 6), seed=1)[..., ::2]  # (32, 3, 3, 3), strided
+    assert not x.flags.c_contiguous and not w.flags.c_contiguous
+    y = _C.conv2d_direct(x, w, None, 1, 2, 0, 1, 1, 1, 1)
+    assert_close32(
+        y, nk.conv2d_direct(np.ascontiguousarray(x), np.ascontiguousarray(w), None, 1, 2, 0, 1, 1, 1, 1)
+    )
+
+
+def test_against_torch():
+    torch = pytest.importorskip("torch")
+    x, w, b = random((4, 12, 11, 11)), random((36, 4, 3, 3), seed=1), random((36,), seed=2)
+    y = K.conv2d_direct(x, w, b, 2, 2, 1, 1, 2, 2, groups=3)
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                                     stride=2, padding=1, dilation=2, groups=3).numpy()  # fmt: skip
+    assert_close32(y, ref)
+
+
+# ---------------------------------------------------------------- dispatch and the conv layer
+
+
+@needs_direct_chosen
+def test_runs_cpp_only_for_float32_numpy_within_the_scratch_limit():
+    x = random((2, 3, 8, 8))
+    assert K.conv2d_direct_runs_cpp(x, 1, 1)
+    assert not K.conv2d_direct_runs_cpp(x.astype(np.float64), 1, 1)  # no float64 kernel: the twin
+    big = np.lib.stride_tricks.as_strided(x, shape=(1, 1, 4097, 4097), strides=(0, 0, 0, 0))
+    assert not K.conv2d_direct_runs_cpp(big, 0, 0)  # one padded sample over 2^24 elements
+    try:
+        K.set_kernels("numpy")
+        assert not K.conv2d_direct_runs_cpp(x, 1, 1)
+    finally:
+        K.set_kernels("cpp")
+
+
+def test_without_avx512_the_twin_and_im2col_run(monkeypatch):
+    # As on a CPU without AVX-512F (or a non-x86 build): the public entry runs the twin and the
+    # conv layer its im2col + GEMM path, with the same results.
+    monkeypatch.setattr(cpp, "DIRECT_CONV", False)
+    monkeypatch.setattr(cpp, "conv2d_direct", lambda *a, **k: pytest.fail("the C++ kernel was called"))
+    x, w, b = random((2, 8, 9, 9)), random((32, 8, 3, 3), seed=1), random((32,), seed=2)
+    assert not K.conv2d_direct_runs_cpp(x, 1, 1)
+    y = K.conv2d_direct(x, w, b, 2, 2, 1, 1, 1, 1)
+    assert_close32(y, nk.conv2d_direct(x, w, b, 2, 2, 1, 1, 1, 1))
+    layer = tinyae.nn.functional.conv2d(
+        tinyae.tensor(x), tinyae.tensor(w), tinyae.tensor(b), stride=2, padding=1
+    )
+    assert_close32(layer.numpy(), y)
+
+
+@needs_direct_chosen
+def test_conv_layer_uses_the_direct_kernel_where_it_pays(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        cpp, "conv2d_direct", lambda *a, **k: calls.append(a[1].shape) or _C.conv2d_direct(*a)
+    )
+    f = tinyae.nn.functional
+    x = tinyae.tensor(random((2, 8, 10, 10)))
+    w = random((32, 8, 3, 3), seed=1)
+    y = f.conv2d(x, tinyae.tensor(w), stride=2, padding=1)  # 32 channels, K = 72: direct
+    assert calls == [(32, 8, 3, 3)]
+    try:
+        K.set_kernels("numpy")  # the im2col + GEMM path with the NumPy twin: an independent reference
+        ref = f.conv2d(x, tinyae.tensor(w), stride=2, padding=1)
+    finally:
+        K.set_kernels("cpp")
+    assert_close32(y.numpy(), ref.numpy())
+    f.conv2d(x, tinyae.tensor(random((8, 8, 3, 3))), padding=1)  # 8 output channels: im2col + GEMM
+    f.conv2d(tinyae.tensor(random((2, 1, 10, 10))), tinyae.tensor(random((32, 1, 3, 3))))  # K = 9: the same
+    assert len(calls) == 1
+    assert conv_module._DIRECT_MIN_COG == 16 and conv_module._DIRECT_MIN_KG == 32
+
+
+@needs_direct_chosen
+def test_gradients_through_a_direct_forward_match_the_numpy_path():
+    x0, w0, b0 = random((3, 16, 9, 9)), random((32, 16, 3, 3), seed=1), random((32,), seed=2)
+
+    def run():
+        x, w, b = (tinyae.tensor(a, requires_grad=True) for a in (x0, w0, b0))
+        y = tinyae.nn.functional.conv2d(x, w, b, stride=2, padding=1)
+        (y * y).sum().backward()
+        return [t.numpy() for t in (y, x.grad, w.grad, b.grad)]
+
+    direct = run()
+    try:
+        K.set_kernels("numpy")
+        reference = run()
+    finally:
+        K.set_kernels("cpp")
+    for a, e in zip(direct, reference):
+        assert_close32(a, e)
+
+
+# ---------------------------------------------------------------- errors
+
+
+BAD_CALLS = [
+    ("x float64", TypeError, "float", lambda x, w, b: (x.astype(np.float64), w, b, 1, 1, 0, 0, 1, 1, 1)),
+    ("x 3-D", ValueError, "4-D", lambda x, w, b: (x[0], w, b, 1, 1, 0, 0, 1, 1, 1)),
+    ("weight channels", ValueError, "weight", lambda x, w, b: (x, w[:, :2], b, 1, 1, 0, 0, 1, 1, 1)),
+    ("groups", ValueError, "groups", lambda x, w, b: (x, w, b, 1, 1, 0, 0, 1, 1, 2)),
+    ("bias shape", ValueError, "bias", lambda x, w, b: (x, w, b[:3], 1, 1, 0, 0, 1, 1, 1)),
+    (
+        "bias dtype",
+        (TypeError, ValueError),
+        "bias",
+        lambda x, w, b: (x, w, b.astype(np.float64), 1, 1, 0, 0, 1, 1, 1),
+    ),
+    ("stride 0", ValueError, "sh", lambda x, w, b: (x, w, b, 0, 1, 0, 0, 1, 1, 1)),
+    ("kernel too big", ValueError, "does not fit", lambda x, w, b: (x[:, :, :2], w, b, 1, 1, 0, 0, 1, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("name,error,match,args", BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+@pytest.mark.parametrize("entry", ["public", "twin", "extension"])
+def test_bad_arguments_raise_clear_errors(entry, name, error, match, args):
+    if entry == "extension" and _C is None:
+        pytest.skip(_C_REASON)
+    fn = {
+        "public": K.conv2d_direct,
+        "twin": nk.conv2d_direct,
+        "extension": getattr(_C, "conv2d_direct", None),
+    }[entry]
+    x, w, b = random((2, 3, 5, 5)), random((4, 3, 3, 3), seed=1), random((4,), seed=2)
+    call = args(x, w, b)
+    if entry == "public" and name == "x float64":
+        pytest.skip("the public entry accepts float64 (it runs the twin)")
+    with pytest.raises(error, match=match):
+        fn(*call)
