@@ -200,6 +200,23 @@ py::array col2im(const py::array& col, int64_t h, int64_t w, int64_t sh, int64_t
 
 
 // ---------------------------------------------------------------- direct convolution
+// The bias of a direct convolution: a float32 array (C_out,).
+py::array_t<float, py::array::c_style> direct_bias(const char* op, const py::object& b, int64_t cout) {
+    if (!py::isinstance<py::array>(b)) {
+        throw py::type_error(std::string(op) + ": argument 'bias' must be a NumPy array or None, got " +
+                             std::string(py::str(py::type::of(b).attr("__name__"))));
+    }
+    auto ba = py::reinterpret_borrow<py::array>(b);
+    if (!ba.dtype().equal(py::dtype::of<float>())) {
+        throw py::type_error(std::string(op) + ": argument 'bias' must be float32 like 'x', got dtype " +
+                             std::string(py::str(ba.dtype())));
+    }
+    if (ba.ndim() != 1 || ba.shape(0) != cout) {
+        throw py::value_error(std::string(op) + ": argument 'bias' must have shape (" + std::to_string(cout) +
+                              ",) (C_out), got " + shape_str(ba.shape(), ba.ndim()));
+    }
+    return contiguous<float>(op, "bias", ba);
+}
 // x (N, C, H, W) and weight (C_out, C/G, KH, KW) float32; bias None or (C_out,) float32.
 py::array conv2d_direct(const py::array& x, const py::array& w, const py::object& b, int64_t sh, int64_t sw,
                         int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups, int threads) {
@@ -231,22 +248,7 @@ py::array conv2d_direct(const py::array& x, const py::array& w, const py::object
                               std::to_string(tinyae::kDirectMaxScratch) + " elements");
     }
     py::array_t<float, py::array::c_style> bc;
-    if (!b.is_none()) {
-        if (!py::isinstance<py::array>(b)) {
-            throw py::type_error(std::string(op) + ": argument 'bias' must be a NumPy array or None, got " +
-                                 std::string(py::str(py::type::of(b).attr("__name__"))));
-        }
-        auto ba = py::reinterpret_borrow<py::array>(b);
-        if (!ba.dtype().equal(py::dtype::of<float>())) {
-            throw py::type_error(std::string(op) + ": argument 'bias' must be float32 like 'x', got dtype " +
-                                 std::string(py::str(ba.dtype())));
-        }
-        if (ba.ndim() != 1 || ba.shape(0) != cout) {
-            throw py::value_error(std::string(op) + ": argument 'bias' must have shape (" + std::to_string(cout) +
-                                  ",) (C_out), got " + shape_str(ba.shape(), ba.ndim()));
-        }
-        bc = contiguous<float>(op, "bias", ba);
-    }
+    if (!b.is_none()) bc = direct_bias(op, b, cout);
     auto xc = contiguous<float>(op, "x", x);
     auto wc = contiguous<float>(op, "weight", w);
     py::array_t<float> y({g.n, cout, g.oh, g.ow});
@@ -255,6 +257,62 @@ py::array conv2d_direct(const py::array& x, const py::array& w, const py::object
     {
         py::gil_scoped_release release;
         tinyae::conv2d_direct(xc.data(), wc.data(), bp, yp, g, cout, groups, threads);
+    }
+    return y;
+}
+
+// x (N, C, H, W) and weight (C, C_out/G, KH, KW) float32; bias None or (C_out,) float32; dilation 1.
+py::array conv_transpose2d_direct(const py::array& x, const py::array& w, const py::object& b, int64_t out_h,
+                                  int64_t out_w, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                                  int64_t dw, int64_t groups, int threads) {
+    const char* op = "conv_transpose2d_direct";
+    check_ndim(op, "x", x, 4);
+    check_ndim(op, "weight", w, 4);
+    for (const auto& [name, a] : {std::pair<const char*, const py::array*>{"x", &x}, {"weight", &w}}) {
+        if (!a->dtype().equal(py::dtype::of<float>())) {
+            throw py::type_error(std::string(op) + ": argument '" + name + "' must be float32 (the direct kernel " +
+                                 "has no float64 version), got dtype " + std::string(py::str(a->dtype())));
+        }
+    }
+    tinyae::check_param(op, "groups", groups, 1);
+    const int64_t c = x.shape(1), cout = w.shape(1) * groups;
+    if (w.shape(0) != c || c % groups != 0 || w.shape(1) < 1 || w.shape(2) < 1 || w.shape(3) < 1) {
+        throw py::value_error(std::string(op) + ": argument 'weight' must have shape (C, C_out/groups, KH, KW) with " +
+                              "C a multiple of groups=" + std::to_string(groups) + ", for x " +
+                              shape_str(x.shape(), 4) + ", got " + shape_str(w.shape(), 4));
+    }
+    tinyae::check_param(op, "out_h", out_h, 1);
+    tinyae::check_param(op, "out_w", out_w, 1);
+    Geometry g{x.shape(0), c, out_h, out_w, w.shape(2), w.shape(3), sh, sw, ph, pw, dh, dw, 0, 0};
+    check_strides_and_dilation(op, g);
+    if (dh != 1 || dw != 1) {
+        throw py::value_error(std::string(op) + ": the direct kernel needs dilation 1, got (" + std::to_string(dh) +
+                              ", " + std::to_string(dw) + ")");
+    }
+    g.oh = tinyae::out_size(out_h, g.kh, sh, ph, dh);
+    g.ow = tinyae::out_size(out_w, g.kw, sw, pw, dw);
+    if (g.oh != x.shape(2) || g.ow != x.shape(3)) {
+        throw py::value_error(std::string(op) + ": argument 'x' has (H, W) = (" + std::to_string(x.shape(2)) + ", " +
+                              std::to_string(x.shape(3)) + ") but the output size (" + std::to_string(out_h) + ", " +
+                              std::to_string(out_w) + ") and parameters give (" + std::to_string(g.oh) + ", " +
+                              std::to_string(g.ow) + ")");
+    }
+    const int64_t dims[6] = {g.n, cout, out_h, out_w, 1, 1};
+    tinyae::checked_numel(op, dims);
+    if (c * (g.oh + 2 * g.kh) * (g.ow + 2 * g.kw) > tinyae::kDirectMaxScratch) {
+        throw py::value_error(std::string(op) + ": one padded sample of x would have more than " +
+                              std::to_string(tinyae::kDirectMaxScratch) + " elements");
+    }
+    py::array_t<float, py::array::c_style> bc;
+    if (!b.is_none()) bc = direct_bias(op, b, cout);
+    auto xc = contiguous<float>(op, "x", x);
+    auto wc = contiguous<float>(op, "weight", w);
+    py::array_t<float> y({g.n, cout, out_h, out_w});
+    const float* bp = b.is_none() ? nullptr : bc.data();
+    float* yp = y.mutable_data();
+    {
+        py::gil_scoped_release release;
+        tinyae::conv_transpose2d_direct(xc.data(), wc.data(), bp, yp, g, cout, groups, threads);
     }
     return y;
 }
@@ -461,6 +519,12 @@ PYBIND11_MODULE(_C, m) {
           "y = conv2d(x, weight) + bias for float32 x (N, C, H, W) and weight (C_out, C/groups, KH, KW), computed\n"
           "directly (no column buffer) with AVX-512; bias (C_out,) or None. RuntimeError on a CPU without\n"
           "AVX-512F (see conv2d_direct_supported). At most `threads` threads (<= 0: all hardware threads).");
+    m.def("conv_transpose2d_direct", &conv_transpose2d_direct, py::arg("x"), py::arg("weight"), py::arg("bias"),
+          py::arg("out_h"), py::arg("out_w"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
+          py::arg("dh"), py::arg("dw"), py::arg("groups") = 1, py::arg("threads") = 0,
+          "y = conv_transpose2d(x, weight) + bias, (N, C_out, out_h, out_w), for float32 x (N, C, H, W) and weight\n"
+          "(C, C_out/groups, KH, KW), dilation 1, computed directly (one stride-1 sum per output phase, no column\n"
+          "buffer) with AVX-512; (H, W) must be the conv size of (out_h, out_w). RuntimeError without AVX-512F.");
     m.def("conv2d_direct_supported", &tinyae::conv2d_direct_supported,
           "Whether conv2d_direct can run here: an x86-64 build and a CPU with AVX-512F.");
     m.attr("DIRECT_MAX_SCRATCH") = tinyae::kDirectMaxScratch;

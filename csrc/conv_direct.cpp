@@ -81,6 +81,98 @@ constexpr std::array<TileFn, kTile> tile_row(std::integer_sequence<int, I...>) {
 const std::array<TileFn, kTile> kTiles[2] = {tile_row<1>(std::make_integer_sequence<int, kTile>{}),
                                              tile_row<2>(std::make_integer_sequence<int, kTile>{})};
 
+
+// One set of output positions that share their taps: a whole convolution, or one output phase of
+// a transposed convolution.
+struct Pass {
+    int64_t kdim = 0;           // taps per output (K)
+    std::vector<int64_t> koff;  // (K) offset of each tap in the padded sample, from the group's channel 0
+    std::vector<int64_t> poff;  // (P) offset of each output position's window in the padded sample
+    std::vector<int64_t> yoff;  // (P) offset of each output position in an output plane
+    std::vector<float> wr;      // (G, blocks, K, 32): the weights, 32 output channels side by side
+};
+
+// What all passes share: the padded sample (C, HP, WP) with the image at (PT, PL), and the output.
+struct Problem {
+    int64_t n, c, h, w;       // x (N, C, H, W)
+    int64_t pt, pl, hp, wp;   // padding top / left, padded size
+    int64_t cout, groups, plane;  // y (N, C_out, plane)
+    int64_t cg, cog, blocks;  // channels per group in and out, 32-channel blocks per group
+    std::vector<float> br;    // (G, blocks, 32): the bias, zero-padded (zeros without bias)
+};
+
+Problem make_problem(const Geometry& g, int64_t pt, int64_t pl, int64_t hp, int64_t wp, int64_t cout,
+                     int64_t groups, int64_t plane, const float* b) {
+    Problem pr{g.n, g.c, g.h, g.w, pt, pl, hp, wp, cout, groups, plane, g.c / groups, cout / groups, 0, {}};
+    pr.blocks = (pr.cog + kBlock - 1) / kBlock;
+    pr.br.assign(groups * pr.blocks * kBlock, 0.0f);
+    for (int64_t o = 0; b && o < cout; ++o) {
+        pr.br[((o / pr.cog) * pr.blocks + (o % pr.cog) / kBlock) * kBlock + (o % pr.cog) % kBlock] = b[o];
+    }
+    return pr;
+}
+
+// wr[g, block, k, lane] = weight(g * Cog + block * 32 + lane, k) for the pass's K taps.
+template <typename WeightAt>
+void reorder_weights(Pass& pass, const Problem& pr, WeightAt weight_at) {
+    pass.wr.assign(pr.groups * pr.blocks * pass.kdim * kBlock, 0.0f);
+    for (int64_t o = 0; o < pr.cout; ++o) {
+        const int64_t gi = o / pr.cog, ob = (o % pr.cog) / kBlock, lane = (o % pr.cog) % kBlock;
+        float* dst = pass.wr.data() + (gi * pr.blocks + ob) * pass.kdim * kBlock + lane;
+        for (int64_t k = 0; k < pass.kdim; ++k) dst[k * kBlock] = weight_at(o, k);
+    }
+}
+
+// Every pass over every sample: work items (n, group, block), n slowest, so that a thread's
+// consecutive items mostly reuse its padded sample; each item runs all passes, so the output
+// phases of one channel block, which share cache lines of y, are written by one thread. Items are
+// big (K * P * 32 multiply-adds), so one at a time is handed out.
+void run(const float* x, float* y, const Problem& pr, const std::vector<Pass>& passes, int threads) {
+    if (threads <= 0) threads = num_threads();
+    int64_t macs = 0;
+    for (const Pass& ps : passes) macs += pr.n * static_cast<int64_t>(ps.poff.size()) * pr.cout * ps.kdim;
+    const int use = macs >= (int64_t(1) << 22) ? threads : 1;
+    const int64_t plane = pr.hp * pr.wp;
+    std::vector<float> scratch(static_cast<size_t>(use * pr.c * plane), 0.0f);  // borders stay zero
+    std::vector<int64_t> padded(use, -1);                                        // sample in each scratch
+    const int64_t per_sample = pr.groups * pr.blocks;
+    parallel_for(pr.n * per_sample, 1, use, [&](int64_t lo, int64_t hi, int slot) {
+        float* xs = scratch.data() + slot * pr.c * plane;
+        alignas(64) float tmp[kTile * kBlock];
+        for (int64_t item = lo; item < hi; ++item) {
+            const int64_t n = item / per_sample, gi = (item % per_sample) / pr.blocks, ob = item % pr.blocks;
+            if (padded[slot] != n) {
+                for (int64_t c = 0; c < pr.c; ++c) {
+                    for (int64_t r = 0; r < pr.h; ++r) {
+                        std::memcpy(xs + (c * pr.hp + r + pr.pt) * pr.wp + pr.pl, x + ((n * pr.c + c) * pr.h + r) * pr.w,
+                                    sizeof(float) * pr.w);
+                    }
+                }
+                padded[slot] = n;
+            }
+            const float* xg = xs + gi * pr.cg * plane;
+            const float* bb = pr.br.data() + (gi * pr.blocks + ob) * kBlock;
+            const int64_t o0 = gi * pr.cog + ob * kBlock, valid = std::min<int64_t>(kBlock, pr.cog - ob * kBlock);
+            float* yn = y + (n * pr.cout + o0) * pr.plane;
+            const auto& row = kTiles[valid > 16 ? 1 : 0];
+            for (const Pass& ps : passes) {
+                const float* wb = ps.wr.data() + (gi * pr.blocks + ob) * ps.kdim * kBlock;
+                const int64_t np = static_cast<int64_t>(ps.poff.size());
+                for (int64_t p0 = 0; p0 < np; p0 += kTile) {
+                    const int64_t count = std::min<int64_t>(kTile, np - p0);
+                    row[count - 1](xg, ps.koff.data(), ps.kdim, ps.poff.data() + p0, wb, bb, tmp);
+                    // tmp is (positions, channels); y wants each channel's plane.
+                    const int64_t* at = ps.yoff.data() + p0;
+                    for (int64_t o = 0; o < valid; ++o) {
+                        float* dst = yn + o * pr.plane;
+                        for (int64_t p = 0; p < count; ++p) dst[at[p]] = tmp[p * kBlock + o];
+                    }
+                }
+            }
+        }
+    });
+}
+
 }  // namespace
 
 bool conv2d_direct_supported() {
@@ -91,68 +183,97 @@ bool conv2d_direct_supported() {
 void conv2d_direct(const float* x, const float* w, const float* b, float* y, const Geometry& g, int64_t cout,
                    int64_t groups, int threads) {
     if (!conv2d_direct_supported()) throw std::runtime_error("conv2d_direct: this CPU has no AVX-512F");
-    const int64_t hp = g.h + 2 * g.ph, wp = g.w + 2 * g.pw, plane = hp * wp;
-    const int64_t cg = g.c / groups, cog = cout / groups;
-    const int64_t kdim = cg * g.kh * g.kw, np = g.oh * g.ow;
-    const int64_t blocks = (cog + kBlock - 1) / kBlock;  // per group
-
-    std::vector<int64_t> koff(kdim), poff(np);
-    for (int64_t c = 0; c < cg; ++c) {
+    const int64_t hp = g.h + 2 * g.ph, wp = g.w + 2 * g.pw, np = g.oh * g.ow;
+    const Problem pr = make_problem(g, g.ph, g.pw, hp, wp, cout, groups, np, b);
+    std::vector<Pass> passes(1);
+    Pass& ps = passes[0];
+    ps.kdim = pr.cg * g.kh * g.kw;
+    ps.koff.resize(ps.kdim);
+    for (int64_t c = 0; c < pr.cg; ++c) {
         for (int64_t i = 0; i < g.kh; ++i) {
-            for (int64_t j = 0; j < g.kw; ++j) koff[(c * g.kh + i) * g.kw + j] = (c * hp + i * g.dh) * wp + j * g.dw;
+            for (int64_t j = 0; j < g.kw; ++j) ps.koff[(c * g.kh + i) * g.kw + j] = (c * hp + i * g.dh) * wp + j * g.dw;
         }
     }
-    for (int64_t p = 0; p < np; ++p) poff[p] = (p / g.ow) * g.sh * wp + (p % g.ow) * g.sw;
-
-    // Weights (C_out, K) -> (G, blocks, K, 32) and the bias -> (G, blocks, 32), zero-padded.
-    std::vector<float> wr(groups * blocks * kdim * kBlock, 0.0f), br(groups * blocks * kBlock, 0.0f);
-    for (int64_t o = 0; o < cout; ++o) {
-        const int64_t gi = o / cog, ob = (o % cog) / kBlock, lane = (o % cog) % kBlock;
-        float* dst = wr.data() + (gi * blocks + ob) * kdim * kBlock + lane;
-        for (int64_t k = 0; k < kdim; ++k) dst[k * kBlock] = w[o * kdim + k];
-        if (b) br[(gi * blocks + ob) * kBlock + lane] = b[o];
+    ps.poff.resize(np);
+    ps.yoff.resize(np);
+    for (int64_t p = 0; p < np; ++p) {
+        ps.poff[p] = (p / g.ow) * g.sh * wp + (p % g.ow) * g.sw;
+        ps.yoff[p] = p;
     }
+    reorder_weights(ps, pr, [&](int64_t o, int64_t k) { return w[o * ps.kdim + k]; });  // w: (C_out, K)
+    run(x, y, pr, passes, threads);
+}
 
-    if (threads <= 0) threads = num_threads();
-    const int slots = threads;
-    std::vector<float> scratch(static_cast<size_t>(slots * g.c * plane), 0.0f);  // borders stay zero
-    std::vector<int64_t> padded(slots, -1);                                      // sample in each scratch
+// Per axis, with stride s, padding p, kernel k (dilation 1): output row oy = s*q + a - p of phase a
+// receives x[q - t] * w[a + s*t] for t = 0 .. T_a - 1, T_a = ceil((k - a) / s). So phase a is a
+// stride-1 sum over T_a taps at input rows q, q - 1, ...; x is padded above by enough rows that
+// q - t never falls off it, and the rows past the image read zeros.
+struct PhaseAxis {
+    int64_t taps;    // T_a
+    int64_t q0, q1;  // the phase's outputs: q0 <= q <= q1 (empty when q1 < q0)
+};
 
-    // Work items (n, group, block), n slowest: a thread's consecutive items mostly reuse its padded
-    // sample. Items are big (K * P * 32 multiply-adds), so one at a time is handed out.
-    const int64_t per_sample = groups * blocks;
-    const int64_t macs = g.n * np * cout * kdim;
-    const int use = macs >= (int64_t(1) << 22) ? threads : 1;
-    parallel_for(g.n * per_sample, 1, use, [&](int64_t lo, int64_t hi, int slot) {
-        float* xs = scratch.data() + slot * g.c * plane;
-        alignas(64) float tmp[kTile * kBlock];
-        for (int64_t item = lo; item < hi; ++item) {
-            const int64_t n = item / per_sample, gi = (item % per_sample) / blocks, ob = item % blocks;
-            if (padded[slot] != n) {
-                for (int64_t c = 0; c < g.c; ++c) {
-                    for (int64_t r = 0; r < g.h; ++r) {
-                        std::memcpy(xs + (c * hp + r + g.ph) * wp + g.pw, x + ((n * g.c + c) * g.h + r) * g.w,
-                                    sizeof(float) * g.w);
-                    }
+PhaseAxis phase_axis(int64_t a, int64_t s, int64_t p, int64_t k, int64_t out) {
+    const int64_t taps = a < k ? (k - a + s - 1) / s : 0;
+    // oy = s*q + a - p must lie in [0, out): q >= ceil((p - a) / s), q <= floor((out - 1 + p - a) / s).
+    const int64_t lo = p - a, hi = out - 1 + p - a;
+    const int64_t q0 = lo >= 0 ? (lo + s - 1) / s : -((-lo) / s);
+    const int64_t q1 = hi >= 0 ? hi / s : -((-hi + s - 1) / s);
+    return {taps, q0, q1};
+}
+
+void conv_transpose2d_direct(const float* x, const float* w, const float* b, float* y, const Geometry& g,
+                             int64_t cout, int64_t groups, int threads) {
+    if (!conv2d_direct_supported()) throw std::runtime_error("conv_transpose2d_direct: this CPU has no AVX-512F");
+    // g as col2im sees it, but with x's channels: g.n, g.c = C (x's channels), g.h, g.w = the output
+    // size, and (g.oh, g.ow) = x's size, the conv size of the output. y is (N, C_out, g.h, g.w).
+    const int64_t c = g.c, h = g.oh, wd = g.ow;
+    std::vector<PhaseAxis> rows(g.sh), cols(g.sw);
+    int64_t pt = 0, pl = 0, hp = 0, wp = 0;
+    for (int64_t a = 0; a < g.sh; ++a) {
+        rows[a] = phase_axis(a, g.sh, g.ph, g.kh, g.h);
+        pt = std::max(pt, rows[a].taps - 1 - rows[a].q0);
+    }
+    for (int64_t a = 0; a < g.sw; ++a) {
+        cols[a] = phase_axis(a, g.sw, g.pw, g.kw, g.w);
+        pl = std::max(pl, cols[a].taps - 1 - cols[a].q0);
+    }
+    hp = h + pt;
+    wp = wd + pl;
+    for (const PhaseAxis& r : rows) hp = std::max(hp, r.q1 + pt + 1);
+    for (const PhaseAxis& q : cols) wp = std::max(wp, q.q1 + pl + 1);
+    const Geometry gx{g.n, c, h, wd, g.kh, g.kw, 1, 1, 0, 0, 1, 1, g.h, g.w};
+    const Problem pr = make_problem(gx, pt, pl, hp, wp, cout, groups, g.h * g.w, b);
+    std::vector<Pass> passes;
+    for (int64_t a = 0; a < g.sh; ++a) {
+        for (int64_t bb = 0; bb < g.sw; ++bb) {
+            const PhaseAxis& r = rows[a];
+            const PhaseAxis& q = cols[bb];
+            if (r.q1 < r.q0 || q.q1 < q.q0) continue;  // no output row or column in this phase
+            Pass ps;
+            ps.kdim = pr.cg * r.taps * q.taps;
+            ps.koff.resize(ps.kdim);
+            for (int64_t ci = 0; ci < pr.cg; ++ci) {
+                for (int64_t t = 0; t < r.taps; ++t) {
+                    for (int64_t u = 0; u < q.taps; ++u) ps.koff[(ci * r.taps + t) * q.taps + u] = ci * hp * wp - t * wp - u;
                 }
-                padded[slot] = n;
             }
-            const float* xg = xs + gi * cg * plane;
-            const float* wb = wr.data() + (gi * blocks + ob) * kdim * kBlock;
-            const float* bb = br.data() + (gi * blocks + ob) * kBlock;
-            const int64_t o0 = gi * cog + ob * kBlock, valid = std::min<int64_t>(kBlock, cog - ob * kBlock);
-            const auto& row = kTiles[valid > 16 ? 1 : 0];
-            for (int64_t p0 = 0; p0 < np; p0 += kTile) {
-                const int64_t count = std::min<int64_t>(kTile, np - p0);
-                row[count - 1](xg, koff.data(), kdim, poff.data() + p0, wb, bb, tmp);
-                // tmp is (positions, channels); y wants each channel's positions contiguous.
-                for (int64_t o = 0; o < valid; ++o) {
-                    float* dst = y + (n * cout + o0 + o) * np + p0;
-                    for (int64_t p = 0; p < count; ++p) dst[p] = tmp[p * kBlock + o];
+            for (int64_t qy = r.q0; qy <= r.q1; ++qy) {
+                for (int64_t qx = q.q0; qx <= q.q1; ++qx) {
+                    ps.poff.push_back((qy + pt) * wp + qx + pl);
+                    ps.yoff.push_back((g.sh * qy + a - g.ph) * g.w + g.sw * qx + bb - g.pw);
                 }
             }
+            // w: (C, C_out/G, KH, KW); tap (ci, t, u) of output channel o is w[g*Cg + ci, o % Cog, a + s*t, b + s*u].
+            reorder_weights(ps, pr, [&](int64_t o, int64_t k) {
+                const int64_t ci = k / (r.taps * q.taps), t = (k / q.taps) % r.taps, u = k % q.taps;
+                const int64_t cin = (o / pr.cog) * pr.cg + ci;
+                return w[((cin * pr.cog + o % pr.cog) * g.kh + a + g.sh * t) * g.kw + bb + g.sw * u];
+            });
+            passes.push_back(std::move(ps));
         }
-    });
+    }
+    run(x, y, pr, passes, threads);
 }
 
 #else  // not an x86-64 GCC/Clang build
@@ -161,6 +282,11 @@ bool conv2d_direct_supported() { return false; }
 
 void conv2d_direct(const float*, const float*, const float*, float*, const Geometry&, int64_t, int64_t, int) {
     throw std::runtime_error("conv2d_direct: not built for this platform (x86-64 with GCC or Clang only)");
+}
+
+void conv_transpose2d_direct(const float*, const float*, const float*, float*, const Geometry&, int64_t, int64_t,
+                             int) {
+    throw std::runtime_error("conv_transpose2d_direct: not built for this platform (x86-64 with GCC or Clang only)");
 }
 
 #endif

@@ -34,4 +34,11 @@ constexpr int64_t kDirectMaxScratch = int64_t(1) << 24;
 void conv2d_direct(const float* x, const float* w, const float* b, float* y, const Geometry& g, int64_t cout,
                    int64_t groups, int threads);
 
+// y = conv_transpose2d(x, w) + b (b may be null), dilation 1: x (N, C, OH, OW), w (C, C_out/G, KH,
+// KW), y (N, C_out, H, W). g: the geometry of y as an image unfolded to x's size, with g.c = C
+// (x's channels): g.h, g.w = H, W and g.oh, g.ow = OH, OW. Computed as SH*SW stride-1 sums, one
+// per output phase (oy mod SH, ox mod SW), each written straight to its pixels of y.
+void conv_transpose2d_direct(const float* x, const float* w, const float* b, float* y, const Geometry& g,
+                             int64_t cout, int64_t groups, int threads);
+
 }  // namespace tinyae

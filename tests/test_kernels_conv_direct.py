@@ -1,4 +1,4 @@
-"""Tests of conv2d_direct, the convolution forward without a column buffer.
+"""Tests of conv2d_direct and conv_transpose2d_direct, convolution forwards without a column buffer.
 
 The NumPy twin (im2col + a product per group) is checked against naive loops over output
 pixels written here; the C++ kernel (float32, AVX-512) against the twin over a grid that covers
@@ -150,6 +150,113 @@ def test_against_torch():
     assert_close32(y, ref)
 
 
+# ---------------------------------------------------------------- the transposed convolution
+
+
+def naive_conv_transpose2d(x, w, b, out_hw, sh, sw, ph, pw, dh, dw, groups):
+    """Scatter every input pixel times every tap onto the output pixel it lands on, one at a time."""
+    n, c, h, wd = x.shape
+    _, cog, kh, kw = w.shape
+    cg = c // groups
+    y = np.zeros((n, cog * groups, *out_hw), dtype=np.float64)
+    for ni, ci, r, s, o, i, j in itertools.product(
+        range(n), range(c), range(h), range(wd), range(cog), range(kh), range(kw)
+    ):
+        oy, ox = r * sh - ph + i * dh, s * sw - pw + j * dw
+        if 0 <= oy < out_hw[0] and 0 <= ox < out_hw[1]:
+            y[ni, (ci // cg) * cog + o, oy, ox] += float(x[ni, ci, r, s]) * float(w[ci, o, i, j])
+    return y if b is None else y + b.reshape(1, -1, 1, 1)
+
+
+def out_hw_of(x_hw, k, s, p, op, d=(1, 1)):
+    """PyTorch's transposed-conv output size: (H - 1) * S - 2P + D(K - 1) + OP + 1."""
+    return tuple((x_hw[a] - 1) * s[a] - 2 * p[a] + d[a] * (k[a] - 1) + op[a] + 1 for a in (0, 1))
+
+
+# (x shape, C_out, kernel, stride, padding, output_padding, groups)
+TRANSPOSE_GRID = [
+    ((2, 16, 7, 7), 32, (4, 4), (2, 2), (1, 1), (0, 0), 1),  # W5's generator layer, scaled down
+    ((2, 8, 7, 7), 48, (3, 3), (2, 2), (1, 1), (1, 1), 1),  # phases with 2 and 1 taps
+    ((2, 6, 5, 4), 10, (3, 3), (3, 2), (2, 1), (2, 1), 2),  # stride 3: phases of 1 tap, groups
+    ((2, 3, 3, 3), 16, (2, 2), (3, 3), (0, 0), (2, 2), 1),  # stride > kernel: a phase with no taps
+    ((3, 8, 4, 6), 48, (5, 5), (2, 2), (3, 3), (1, 1), 4),  # padding > stride, four groups
+    ((2, 4, 5, 5), 33, (1, 1), (1, 1), (0, 0), (0, 0), 1),  # 1x1: one phase
+    ((1, 5, 9, 2), 17, (3, 2), (1, 2), (2, 0), (0, 1), 1),  # stride 1 one way, 2 the other
+]
+
+
+@pytest.mark.parametrize("case", TRANSPOSE_GRID[:4], ids=str)
+def test_transpose_twin_matches_naive_loops(case):
+    shape, c_out, k, s, p, op, groups = case
+    x = random(shape, np.float64)
+    w = random((shape[1], c_out // groups, *k), np.float64, seed=1)
+    b = random((c_out,), np.float64, seed=2)
+    out_hw = out_hw_of(shape[2:], k, s, p, op)
+    y = nk.conv_transpose2d_direct(x, w, b, *out_hw, *s, *p, 1, 1, groups)
+    np.testing.assert_allclose(
+        y, naive_conv_transpose2d(x, w, b, out_hw, *s, *p, 1, 1, groups), rtol=1e-12, atol=1e-12
+    )
+
+
+@needs_direct
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("case", TRANSPOSE_GRID, ids=str)
+def test_transpose_cpp_matches_twin(case, with_bias):
+    shape, c_out, k, s, p, op, groups = case
+    x = random(shape)
+    w = random((shape[1], c_out // groups, *k), seed=1)
+    b = random((c_out,), seed=2) if with_bias else None
+    out_hw = out_hw_of(shape[2:], k, s, p, op)
+    y = _C.conv_transpose2d_direct(x, w, b, *out_hw, *s, *p, 1, 1, groups)
+    b64 = None if b is None else b.astype(np.float64)
+    expected = nk.conv_transpose2d_direct(
+        x.astype(np.float64), w.astype(np.float64), b64, *out_hw, *s, *p, 1, 1, groups
+    )
+    assert y.dtype == np.float32 and y.shape == expected.shape
+    assert_close32(y, expected)
+    if K.get_kernels() == "cpp":
+        np.testing.assert_array_equal(
+            K.conv_transpose2d_direct(x, w, b, *out_hw, *s, *p, 1, 1, groups=groups), y
+        )
+
+
+@needs_direct
+def test_transpose_result_does_not_depend_on_the_thread_count():
+    x, w, b = random((5, 32, 7, 7)), random((32, 40, 4, 4), seed=1), random((40,), seed=2)
+    results = [_C.conv_transpose2d_direct(x, w, b, 14, 14, 2, 2, 1, 1, 1, 1, 1, threads=t) for t in (1, 2, 3)]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+@needs_direct_chosen
+def test_transposed_conv_layer_uses_the_direct_kernel_and_keeps_its_gradients(monkeypatch):
+    calls = []
+    real = _C.conv_transpose2d_direct
+    monkeypatch.setattr(cpp, "conv_transpose2d_direct", lambda *a, **k: calls.append(a[1].shape) or real(*a))
+    x0, w0, b0 = random((3, 32, 5, 5)), random((32, 16, 4, 4), seed=1), random((16,), seed=2)
+
+    def run():
+        x, w, b = (tinyae.tensor(a, requires_grad=True) for a in (x0, w0, b0))
+        y = tinyae.nn.functional.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1)
+        (y * y).sum().backward()
+        return [t.numpy() for t in (y, x.grad, w.grad, b.grad)]
+
+    direct = run()
+    assert (32, 16, 4, 4) in calls  # the forward; the backward's conv2d gradient has 32 outputs too
+    previous = K.get_kernels()
+    try:
+        K.set_kernels("numpy")
+        reference = run()
+    finally:
+        K.set_kernels(previous)
+    for a, e in zip(direct, reference):
+        assert_close32(a, e)
+    calls.clear()
+    tinyae.nn.functional.conv_transpose2d(tinyae.tensor(x0), tinyae.tensor(random((32, 1, 4, 4))), stride=2)
+    tinyae.nn.functional.conv_transpose2d(tinyae.tensor(x0), tinyae.tensor(w0), stride=2, dilation=2)
+    assert calls == []  # one output channel; dilation 2: W^T x + col2im
+
+
 # ---------------------------------------------------------------- dispatch and the conv layer
 
 
@@ -160,11 +267,12 @@ def test_runs_cpp_only_for_float32_numpy_within_the_scratch_limit():
     assert not K.conv2d_direct_runs_cpp(x.astype(np.float64), 1, 1)  # no float64 kernel: the twin
     big = np.lib.stride_tricks.as_strided(x, shape=(1, 1, 4097, 4097), strides=(0, 0, 0, 0))
     assert not K.conv2d_direct_runs_cpp(big, 0, 0)  # one padded sample over 2^24 elements
+    previous = K.get_kernels()
     try:
         K.set_kernels("numpy")
         assert not K.conv2d_direct_runs_cpp(x, 1, 1)
     finally:
-        K.set_kernels("cpp")
+        K.set_kernels(previous)
 
 
 def test_without_avx512_the_twin_and_im2col_run(monkeypatch):
@@ -193,11 +301,12 @@ def test_conv_layer_uses_the_direct_kernel_where_it_pays(monkeypatch):
     w = random((32, 8, 3, 3), seed=1)
     y = f.conv2d(x, tinyae.tensor(w), stride=2, padding=1)  # 32 channels, K = 72: direct
     assert calls == [(32, 8, 3, 3)]
+    previous = K.get_kernels()
     try:
         K.set_kernels("numpy")  # the im2col + GEMM path with the NumPy twin: an independent reference
         ref = f.conv2d(x, tinyae.tensor(w), stride=2, padding=1)
     finally:
-        K.set_kernels("cpp")
+        K.set_kernels(previous)
     assert_close32(y.numpy(), ref.numpy())
     f.conv2d(x, tinyae.tensor(random((8, 8, 3, 3))), padding=1)  # 8 output channels: im2col + GEMM
     f.conv2d(tinyae.tensor(random((2, 1, 10, 10))), tinyae.tensor(random((32, 1, 3, 3))))  # K = 9: the same
@@ -216,11 +325,12 @@ def test_gradients_through_a_direct_forward_match_the_numpy_path():
         return [t.numpy() for t in (y, x.grad, w.grad, b.grad)]
 
     direct = run()
+    previous = K.get_kernels()
     try:
         K.set_kernels("numpy")
         reference = run()
     finally:
-        K.set_kernels("cpp")
+        K.set_kernels(previous)
     for a, e in zip(direct, reference):
         assert_close32(a, e)
 
@@ -243,6 +353,41 @@ BAD_CALLS = [
     ("stride 0", ValueError, "sh", lambda x, w, b: (x, w, b, 0, 1, 0, 0, 1, 1, 1)),
     ("kernel too big", ValueError, "does not fit", lambda x, w, b: (x[:, :, :2], w, b, 1, 1, 0, 0, 1, 1, 1)),
 ]
+
+
+BAD_TRANSPOSE_CALLS = [
+    ("weight in-channels", ValueError, "weight", lambda x, w, b: (x, w[:2], b, 9, 9, 2, 2, 1, 1, 1, 1, 1)),
+    ("out size", ValueError, "output size", lambda x, w, b: (x, w, b, 12, 9, 2, 2, 1, 1, 1, 1, 1)),
+    ("bias shape", ValueError, "bias", lambda x, w, b: (x, w, b[:2], 9, 9, 2, 2, 1, 1, 1, 1, 1)),
+    ("groups", ValueError, "groups", lambda x, w, b: (x, w, b, 9, 9, 2, 2, 1, 1, 1, 1, 2)),
+    ("padding", ValueError, "ph", lambda x, w, b: (x, w, b, 9, 9, 2, 2, -1, 1, 1, 1, 1)),
+]
+
+
+@pytest.mark.parametrize(
+    "name,error,match,args", BAD_TRANSPOSE_CALLS, ids=[c[0] for c in BAD_TRANSPOSE_CALLS]
+)
+@pytest.mark.parametrize("entry", ["public", "twin", "extension"])
+def test_bad_transpose_arguments_raise_clear_errors(entry, name, error, match, args):
+    if entry == "extension" and _C is None:
+        pytest.skip(_C_REASON)
+    fn = {
+        "public": K.conv_transpose2d_direct,
+        "twin": nk.conv_transpose2d_direct,
+        "extension": getattr(_C, "conv_transpose2d_direct", None),
+    }[entry]
+    x, w, b = random((2, 3, 5, 5)), random((3, 4, 3, 3), seed=1), random((4,), seed=2)  # out 9x9 at s2 p1
+    with pytest.raises(error, match=match):
+        fn(*args(x, w, b))
+
+
+@needs_cpp
+def test_transpose_extension_refuses_dilation_and_float64():
+    x, w = random((2, 3, 5, 5)), random((3, 4, 3, 3), seed=1)
+    with pytest.raises(ValueError, match="dilation 1"):
+        _C.conv_transpose2d_direct(x, w, None, 13, 13, 2, 2, 1, 1, 2, 2, 1)
+    with pytest.raises(TypeError, match="float32"):
+        _C.conv_transpose2d_direct(x.astype(np.float64), w, None, 9, 9, 2, 2, 1, 1, 1, 1, 1)
 
 
 @pytest.mark.parametrize("name,error,match,args", BAD_CALLS, ids=[c[0] for c in BAD_CALLS])

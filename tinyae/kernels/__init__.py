@@ -6,9 +6,10 @@ image ``x`` (N, C, H, W) into a column buffer ``col`` (C, KH, KW, N, OH, OW), so
 that a convolution is one matrix product; ``col2im(col, h, w, sh, sw, ph, pw, dh, dw)``
 is its adjoint (it sums overlapping windows back into an (N, C, h, w) image).
 The notation is defined in :mod:`tinyae.kernels.numpy_kernels`, the readable spec.
-``conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups)`` is a whole convolution forward;
-in C++ (float32, CPUs with AVX-512F) it never builds the column buffer, elsewhere the twin runs
-it as im2col plus a product (:func:`conv2d_direct_runs_cpp` says which).
+``conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups)`` is a whole convolution forward
+and ``conv_transpose2d_direct(x, weight, bias, out_h, out_w, sh, ..., groups)`` a transposed one;
+in C++ (float32, CPUs with AVX-512F) they never build the column buffer, elsewhere the twin runs
+them as im2col plus a product, or a product plus col2im (``*_runs_cpp`` says which).
 ``batch_norm_forward`` / ``batch_norm_backward`` are batch norm's passes over an (N, C, L) view
 (the formulas are in that module too); in C++ each direction is one fused loop per channel.
 ``adam_step`` is Adam's update of one parameter, in place; in C++ one pass over its elements.
@@ -43,6 +44,7 @@ from ._checks import (
     check_batch_norm,
     check_col2im,
     check_conv2d_direct,
+    check_conv_transpose2d_direct,
     check_im2col,
     check_out,
     out_size,
@@ -53,6 +55,8 @@ __all__ = [
     "col2im",
     "conv2d_direct",
     "conv2d_direct_runs_cpp",
+    "conv_transpose2d_direct",
+    "conv_transpose2d_direct_runs_cpp",
     "batch_norm_forward",
     "batch_norm_backward",
     "adam_step",
@@ -186,6 +190,47 @@ def conv2d_direct(
     args = check_conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups)
     impl = cpp if conv2d_direct_runs_cpp(x, args[2], args[3]) else numpy_kernels
     return impl.conv2d_direct(x, weight, bias, *args)
+
+
+def conv_transpose2d_direct_runs_cpp(x: Any, weight: Any, dh: int = 1, dw: int = 1) -> bool:
+    """Whether :func:`conv_transpose2d_direct` runs the C++ kernel: as :func:`conv2d_direct_runs_cpp`,
+    with dilation 1 and one sample of x padded by twice the kernel within the scratch limit."""
+    if (
+        backend_name(x) != "cpp"
+        or not cpp.DIRECT_CONV
+        or x.dtype != "float32"
+        or x.ndim != 4
+        or (dh, dw) != (1, 1)
+    ):
+        return False
+    kh, kw = weight.shape[2:]
+    return x.shape[1] * (x.shape[2] + 2 * kh) * (x.shape[3] + 2 * kw) <= cpp.DIRECT_MAX_SCRATCH
+
+
+def conv_transpose2d_direct(
+    x: Any,
+    weight: Any,
+    bias: Any,
+    out_h: int,
+    out_w: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+    dh: int,
+    dw: int,
+    groups: int = 1,
+) -> Any:
+    """y = conv_transpose2d(x, weight) + bias: x (N, C, H, W), weight (C, C_out/groups, KH, KW), bias
+    (C_out,) or None -> y (N, C_out, out_h, out_w); (H, W) must be the conv size of (out_h, out_w).
+
+    The C++ kernel where :func:`conv_transpose2d_direct_runs_cpp` (one stride-1 sum per output phase,
+    straight into y), otherwise the twin (a product per group, then col2im). Errors as
+    :func:`conv2d_direct`.
+    """
+    args = check_conv_transpose2d_direct(x, weight, bias, out_h, out_w, sh, sw, ph, pw, dh, dw, groups)
+    impl = cpp if conv_transpose2d_direct_runs_cpp(x, weight, args[6], args[7]) else numpy_kernels
+    return impl.conv_transpose2d_direct(x, weight, bias, *args)
 
 
 def _bn_impl(x: Any) -> Any:

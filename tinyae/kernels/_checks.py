@@ -94,6 +94,53 @@ def check_conv2d_direct(
     return tuple(operator.index(v) for v in (sh, sw, ph, pw, dh, dw)) + (groups,)
 
 
+def check_conv_transpose2d_direct(
+    x: Any,
+    weight: Any,
+    bias: Any,
+    out_h: int,
+    out_w: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+    dh: int,
+    dw: int,
+    groups: int,
+) -> tuple[int, ...]:
+    """Validate conv_transpose2d_direct's arguments; return (out_h, out_w, sh, sw, ph, pw, dh, dw, groups)."""
+    op = "conv_transpose2d_direct"
+    check_array(op, "x", x, 4)
+    check_array(op, "weight", weight, 4)
+    if weight.dtype != x.dtype:
+        raise TypeError(f"{op}: argument 'weight' must have dtype {x.dtype} like 'x', got {weight.dtype}")
+    groups = check_int(op, "groups", groups, 1)
+    c, (cw, cog, kh, kw) = x.shape[1], weight.shape
+    if cw != c or c % groups or cog < 1 or kh < 1 or kw < 1:
+        raise ValueError(
+            f"{op}: argument 'weight' must have shape (C, C_out/groups, KH, KW) with C a multiple of "
+            f"groups={groups}, for x of shape {tuple(x.shape)}; got {tuple(weight.shape)}"
+        )
+    if bias is not None:
+        check_array(op, "bias", bias, 1)
+        if bias.dtype != x.dtype or bias.shape != (cog * groups,):
+            raise ValueError(
+                f"{op}: argument 'bias' must be None or have shape ({cog * groups},) and dtype {x.dtype}, "
+                f"got shape {tuple(bias.shape)} and dtype {bias.dtype}"
+            )
+    out_h, out_w = check_int(op, "out_h", out_h, 1), check_int(op, "out_w", out_w, 1)
+    sh, sw = check_int(op, "sh", sh, 1), check_int(op, "sw", sw, 1)
+    ph, pw = check_int(op, "ph", ph, 0), check_int(op, "pw", pw, 0)
+    dh, dw = check_int(op, "dh", dh, 1), check_int(op, "dw", dw, 1)
+    oh, ow = out_size(out_h, kh, sh, ph, dh), out_size(out_w, kw, sw, pw, dw)
+    if (oh, ow) != tuple(x.shape[2:]):
+        raise ValueError(
+            f"{op}: argument 'x' has (H, W) = {tuple(x.shape[2:])} but the output size ({out_h}, {out_w}) "
+            f"and parameters give ({oh}, {ow})"
+        )
+    return out_h, out_w, sh, sw, ph, pw, dh, dw, groups
+
+
 def check_col2im(
     col: Any, h: int, w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int
 ) -> tuple[int, ...]:

@@ -98,6 +98,26 @@ def conv2d_direct(
     return _require().conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups, threads=_threads())
 
 
+def conv_transpose2d_direct(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    out_h: int,
+    out_w: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+    dh: int,
+    dw: int,
+    groups: int = 1,
+) -> np.ndarray:
+    """C++ direct conv_transpose2d forward (float32, AVX-512, dilation 1) -> y (N, C_out, out_h, out_w)."""
+    return _require().conv_transpose2d_direct(
+        x, weight, bias, out_h, out_w, sh, sw, ph, pw, dh, dw, groups, threads=_threads()
+    )
+
+
 def batch_norm_forward(
     x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -26,6 +26,10 @@ A convolution's forward (``conv2d_direct``; weight (C_out, C/G, KH, KW), G group
 
     y[n, o] = b[o] + W_g[o] @ col_g[:, n]     col_g = im2col of the C/G input channels of group g
 
+and a transposed convolution's (``conv_transpose2d_direct``; weight (C, C_out/G, KH, KW)), its adjoint::
+
+    y = b + col2im(W_g^T @ x_g)               one product per group, then the windows folded back
+
 Batch norm (training mode, batch statistics) sees its input as x (N, C, L), L = H*W (1 for an
 (N, C) input); each channel's statistics are over its M = N*L values::
 
@@ -61,6 +65,7 @@ from ._checks import (
     check_batch_norm,
     check_col2im,
     check_conv2d_direct,
+    check_conv_transpose2d_direct,
     check_im2col,
     check_out,
 )
@@ -164,6 +169,44 @@ def conv2d_direct(
     if bias is not None:
         y = y + bias.reshape(groups, c_out // groups, 1)
     return xp.ascontiguousarray(y).reshape(n, c_out, oh, ow)
+
+
+def conv_transpose2d_direct(
+    x: Any,
+    weight: Any,
+    bias: Any,
+    out_h: int,
+    out_w: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+    dh: int,
+    dw: int,
+    groups: int = 1,
+) -> Any:
+    """y = conv_transpose2d(x, weight) + bias, (N, C_out, out_h, out_w): W^T @ x per group, then col2im.
+
+    x (N, C, H, W) must have the conv size of (out_h, out_w). The spec of the C++ kernel.
+    """
+    args = check_conv_transpose2d_direct(x, weight, bias, out_h, out_w, sh, sw, ph, pw, dh, dw, groups)
+    out_h, out_w, sh, sw, ph, pw, dh, dw, groups = args
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    cog, kh, kw = weight.shape[1:]
+    xg = x.reshape(n, groups, c // groups, h * w)  # (N, G, Cg, H*W)
+    wg = weight.reshape(groups, c // groups, cog * kh * kw)  # (G, Cg, Cog*KH*KW)
+    col = xp.einsum("gck,ngcp->gknp", wg, xg)  # (G, Cog*KH*KW, N, H*W)
+    col = col.reshape(groups * cog, kh, kw, n, h, w)  # (C_out, KH, KW, N, H, W)
+    fold = col2im if xp is np else _cupy_col2im
+    y = fold(xp.ascontiguousarray(col), out_h, out_w, sh, sw, ph, pw, dh, dw)  # (N, C_out, out_h, out_w)
+    return y if bias is None else y + bias.reshape(1, -1, 1, 1)
+
+
+def _cupy_col2im(col: Any, *args: int) -> Any:
+    from . import cuda
+
+    return cuda.col2im(col, *args)
 
 
 def _cupy_im2col(x: Any, *args: int) -> Any:
