@@ -317,6 +317,50 @@ py::array conv_transpose2d_direct(const py::array& x, const py::array& w, const 
     return y;
 }
 
+// x (N, C, H, W) and gy (N, C_out, OH, OW) float32 -> gw (C_out, C/G, KH, KW).
+py::array conv2d_weight_grad_direct(const py::array& x, const py::array& gy, int64_t kh, int64_t kw, int64_t sh,
+                                    int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups,
+                                    int threads) {
+    const char* op = "conv2d_weight_grad_direct";
+    check_ndim(op, "x", x, 4);
+    check_ndim(op, "gy", gy, 4);
+    for (const auto& [name, a] : {std::pair<const char*, const py::array*>{"x", &x}, {"gy", &gy}}) {
+        if (!a->dtype().equal(py::dtype::of<float>())) {
+            throw py::type_error(std::string(op) + ": argument '" + name + "' must be float32 (the direct kernel " +
+                                 "has no float64 version), got dtype " + std::string(py::str(a->dtype())));
+        }
+    }
+    tinyae::check_param(op, "groups", groups, 1);
+    tinyae::check_param(op, "kh", kh, 1);
+    tinyae::check_param(op, "kw", kw, 1);
+    Geometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, sh, sw, ph, pw, dh, dw, 0, 0};
+    check_strides_and_dilation(op, g);
+    g.oh = tinyae::out_size(g.h, kh, sh, ph, dh);
+    g.ow = tinyae::out_size(g.w, kw, sw, pw, dw);
+    check_output_size(op, g);
+    const int64_t cout = gy.shape(1);
+    if (gy.shape(0) != g.n || gy.shape(2) != g.oh || gy.shape(3) != g.ow || cout < 1 || cout % groups != 0 ||
+        g.c % groups != 0) {
+        throw py::value_error(std::string(op) + ": argument 'gy' must have shape (N, C_out, OH, OW) = (" +
+                              std::to_string(g.n) + ", C_out, " + std::to_string(g.oh) + ", " + std::to_string(g.ow) +
+                              ") with C and C_out multiples of groups=" + std::to_string(groups) + ", for x " +
+                              shape_str(x.shape(), 4) + "; got " + shape_str(gy.shape(), 4));
+    }
+    if (g.n * g.c * (g.h + 2 * g.ph) * (g.w + 2 * g.pw) > tinyae::kDirectMaxBatchScratch) {
+        throw py::value_error(std::string(op) + ": the zero-padded batch of x has more than " +
+                              std::to_string(tinyae::kDirectMaxBatchScratch) + " elements");
+    }
+    auto xc = contiguous<float>(op, "x", x);
+    auto gc = contiguous<float>(op, "gy", gy);
+    py::array_t<float> gw({cout, g.c / groups, kh, kw});
+    float* gp = gw.mutable_data();
+    {
+        py::gil_scoped_release release;
+        tinyae::conv2d_weight_grad_direct(xc.data(), gc.data(), gp, g, cout, groups, threads);
+    }
+    return gw;
+}
+
 // ---------------------------------------------------------------- batch norm
 // x (N, C, L); per-channel vectors (C,) of x's dtype. Optional ones may be None.
 template <typename T>
@@ -525,6 +569,12 @@ PYBIND11_MODULE(_C, m) {
           "y = conv_transpose2d(x, weight) + bias, (N, C_out, out_h, out_w), for float32 x (N, C, H, W) and weight\n"
           "(C, C_out/groups, KH, KW), dilation 1, computed directly (one stride-1 sum per output phase, no column\n"
           "buffer) with AVX-512; (H, W) must be the conv size of (out_h, out_w). RuntimeError without AVX-512F.");
+    m.def("conv2d_weight_grad_direct", &conv2d_weight_grad_direct, py::arg("x"), py::arg("gy"), py::arg("kh"),
+          py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
+          py::arg("groups") = 1, py::arg("threads") = 0,
+          "The weight gradient (C_out, C/groups, KH, KW) of conv2d(x, w) for the upstream gradient gy (N, C_out,\n"
+          "OH, OW), float32, computed directly (no column buffer) with AVX-512. RuntimeError without AVX-512F.");
+    m.attr("DIRECT_MAX_BATCH_SCRATCH") = tinyae::kDirectMaxBatchScratch;
     m.def("conv2d_direct_supported", &tinyae::conv2d_direct_supported,
           "Whether conv2d_direct can run here: an x86-64 build and a CPU with AVX-512F.");
     m.attr("DIRECT_MAX_SCRATCH") = tinyae::kDirectMaxScratch;

@@ -81,6 +81,50 @@ constexpr std::array<TileFn, kTile> tile_row(std::integer_sequence<int, I...>) {
 const std::array<TileFn, kTile> kTiles[2] = {tile_row<1>(std::make_integer_sequence<int, kTile>{}),
                                              tile_row<2>(std::make_integer_sequence<int, kTile>{})};
 
+// The weight gradient's tile: NK taps x NV * 16 output channels, summed over every position of
+// every sample (the roles of the forward's tile turned around: the taps are the rows now, and the
+// vectors hold the upstream gradient of 16 channels at one position).
+//
+//   out[t][o] = sum_{n, p} xs_n[koff[t] + poff[p]] * gyt_n[p][o]
+using WeightTileFn = void (*)(const float*, int64_t, int64_t, const int64_t*, const int64_t*, int64_t,
+                              const float*, int64_t, float*);
+
+template <int NK, int NV>
+__attribute__((target("avx512f"))) void weight_tile(const float* xs, int64_t x_stride, int64_t n,
+                                                    const int64_t* koff, const int64_t* poff, int64_t np,
+                                                    const float* gyt, int64_t gy_stride, float* out) {
+    __m512 acc[NK][NV];
+    int64_t k[NK];
+    for (int t = 0; t < NK; ++t) {
+        k[t] = koff[t];
+        for (int v = 0; v < NV; ++v) acc[t][v] = _mm512_setzero_ps();
+    }
+    for (int64_t s = 0; s < n; ++s) {
+        const float* xn = xs + s * x_stride;
+        const float* gn = gyt + s * gy_stride;
+        for (int64_t p = 0; p < np; ++p) {
+            const float* xp = xn + poff[p];
+            __m512 gv[NV];
+            for (int v = 0; v < NV; ++v) gv[v] = _mm512_loadu_ps(gn + p * kBlock + 16 * v);
+            for (int t = 0; t < NK; ++t) {
+                const __m512 xb = _mm512_set1_ps(xp[k[t]]);
+                for (int v = 0; v < NV; ++v) acc[t][v] = _mm512_fmadd_ps(xb, gv[v], acc[t][v]);
+            }
+        }
+    }
+    for (int t = 0; t < NK; ++t) {
+        for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + t * kBlock + 16 * v, acc[t][v]);
+    }
+}
+
+template <int NV, int... I>
+constexpr std::array<WeightTileFn, kTile> weight_tile_row(std::integer_sequence<int, I...>) {
+    return {&weight_tile<I + 1, NV>...};
+}
+const std::array<WeightTileFn, kTile> kWeightTiles[2] = {
+    weight_tile_row<1>(std::make_integer_sequence<int, kTile>{}),
+    weight_tile_row<2>(std::make_integer_sequence<int, kTile>{})};
+
 
 // One set of output positions that share their taps: a whole convolution, or one output phase of
 // a transposed convolution.
@@ -276,6 +320,64 @@ void conv_transpose2d_direct(const float* x, const float* w, const float* b, flo
     run(x, y, pr, passes, threads);
 }
 
+void conv2d_weight_grad_direct(const float* x, const float* gy, float* gw, const Geometry& g, int64_t cout,
+                               int64_t groups, int threads) {
+    if (!conv2d_direct_supported()) throw std::runtime_error("conv2d_weight_grad_direct: this CPU has no AVX-512F");
+    if (threads <= 0) threads = num_threads();
+    const int64_t hp = g.h + 2 * g.ph, wp = g.w + 2 * g.pw, plane = hp * wp, np = g.oh * g.ow;
+    const int64_t cg = g.c / groups, cog = cout / groups, kdim = cg * g.kh * g.kw;
+    const int64_t blocks = (cog + kBlock - 1) / kBlock, ktiles = (kdim + kTile - 1) / kTile;
+    const int64_t cpad = groups * blocks * kBlock;  // gy's channels, each group's padded to whole blocks
+
+    // The whole batch, zero-padded: (N, C, HP, WP); and gy transposed to (N, G, blocks, P, 32).
+    std::vector<float> xs(static_cast<size_t>(g.n * g.c * plane), 0.0f);
+    std::vector<float> gyt(static_cast<size_t>(g.n * cpad * np), 0.0f);
+    const int use = g.n * np * cout * kdim >= (int64_t(1) << 22) ? threads : 1;
+    parallel_for(g.n, 1, use, [&](int64_t lo, int64_t hi, int) {
+        for (int64_t n = lo; n < hi; ++n) {
+            for (int64_t c = 0; c < g.c; ++c) {
+                for (int64_t r = 0; r < g.h; ++r) {
+                    std::memcpy(&xs[((n * g.c + c) * hp + r + g.ph) * wp + g.pw], x + ((n * g.c + c) * g.h + r) * g.w,
+                                sizeof(float) * g.w);
+                }
+            }
+            for (int64_t o = 0; o < cout; ++o) {
+                const int64_t gi = o / cog, ob = (o % cog) / kBlock, lane = (o % cog) % kBlock;
+                float* dst = &gyt[((n * groups + gi) * blocks + ob) * np * kBlock + lane];
+                const float* src = gy + (n * cout + o) * np;
+                for (int64_t p = 0; p < np; ++p) dst[p * kBlock] = src[p];
+            }
+        }
+    });
+
+    std::vector<int64_t> koff(kdim), poff(np);
+    for (int64_t c = 0; c < cg; ++c) {
+        for (int64_t i = 0; i < g.kh; ++i) {
+            for (int64_t j = 0; j < g.kw; ++j) koff[(c * g.kh + i) * g.kw + j] = (c * hp + i * g.dh) * wp + j * g.dw;
+        }
+    }
+    for (int64_t p = 0; p < np; ++p) poff[p] = (p / g.ow) * g.sh * wp + (p % g.ow) * g.sw;
+
+    // Work items (group, block, tap tile): each owns its entries of gw and sums them over the whole
+    // batch, so no two threads add into one entry and the order of the sum is fixed.
+    parallel_for(groups * blocks * ktiles, 1, use, [&](int64_t lo, int64_t hi, int) {
+        alignas(64) float tmp[kTile * kBlock];
+        for (int64_t item = lo; item < hi; ++item) {
+            const int64_t gi = item / (blocks * ktiles), ob = (item / ktiles) % blocks, kt = item % ktiles;
+            const int64_t k0 = kt * kTile, count = std::min<int64_t>(kTile, kdim - k0);
+            const int64_t valid = std::min<int64_t>(kBlock, cog - ob * kBlock);
+            kWeightTiles[valid > 16 ? 1 : 0][count - 1](xs.data() + gi * cg * plane, g.c * plane, g.n,
+                                                         koff.data() + k0, poff.data(), np,
+                                                         gyt.data() + (gi * blocks + ob) * np * kBlock, cpad * np,
+                                                         tmp);
+            for (int64_t o = 0; o < valid; ++o) {
+                float* dst = gw + (gi * cog + ob * kBlock + o) * kdim + k0;  // gw: (C_out, K)
+                for (int64_t t = 0; t < count; ++t) dst[t] = tmp[t * kBlock + o];
+            }
+        }
+    });
+}
+
 #else  // not an x86-64 GCC/Clang build
 
 bool conv2d_direct_supported() { return false; }
@@ -287,6 +389,10 @@ void conv2d_direct(const float*, const float*, const float*, float*, const Geome
 void conv_transpose2d_direct(const float*, const float*, const float*, float*, const Geometry&, int64_t, int64_t,
                              int) {
     throw std::runtime_error("conv_transpose2d_direct: not built for this platform (x86-64 with GCC or Clang only)");
+}
+
+void conv2d_weight_grad_direct(const float*, const float*, float*, const Geometry&, int64_t, int64_t, int) {
+    throw std::runtime_error("conv2d_weight_grad_direct: not built for this platform (x86-64 with GCC or Clang only)");
 }
 
 #endif

@@ -29,6 +29,10 @@ bool conv2d_direct_supported();
 // one copy of it per thread is the kernel's scratch.
 constexpr int64_t kDirectMaxScratch = int64_t(1) << 24;
 
+// Largest zero-padded batch N * C * (H + 2PH) * (W + 2PW), in elements, that the weight gradient
+// accepts: it pads the whole batch once, for all its threads.
+constexpr int64_t kDirectMaxBatchScratch = int64_t(1) << 25;
+
 // y = conv2d(x, w) + b (b may be null). g: the geometry of the unfolded input (g.c = C, all
 // groups); cout: C_out. Throws std::runtime_error when !conv2d_direct_supported().
 void conv2d_direct(const float* x, const float* w, const float* b, float* y, const Geometry& g, int64_t cout,
@@ -40,5 +44,12 @@ void conv2d_direct(const float* x, const float* w, const float* b, float* y, con
 // per output phase (oy mod SH, ox mod SW), each written straight to its pixels of y.
 void conv_transpose2d_direct(const float* x, const float* w, const float* b, float* y, const Geometry& g,
                              int64_t cout, int64_t groups, int threads);
+
+// gw = the weight gradient of y = conv2d(x, w) for the upstream gradient gy (N, C_out, OH, OW):
+// gw[o, k] = sum over n and output positions of gy * (the input value tap k reads), gw (C_out, C/G,
+// KH, KW). g as for conv2d_direct. One thread owns each (group, 32 channels, 14 taps) tile of gw and
+// sums it over the whole batch: no reduction across threads, a fixed order.
+void conv2d_weight_grad_direct(const float* x, const float* gy, float* gw, const Geometry& g, int64_t cout,
+                               int64_t groups, int threads);
 
 }  // namespace tinyae

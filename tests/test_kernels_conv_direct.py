@@ -1,4 +1,6 @@
-"""Tests of conv2d_direct and conv_transpose2d_direct, convolution forwards without a column buffer.
+"""Tests of conv2d_direct, conv_transpose2d_direct and conv2d_weight_grad_direct: a convolution's
+forward, a transposed convolution's forward and a convolution's weight gradient, without a column
+buffer.
 
 The NumPy twin (im2col + a product per group) is checked against naive loops over output
 pixels written here; the C++ kernel (float32, AVX-512) against the twin over a grid that covers
@@ -257,6 +259,80 @@ def test_transposed_conv_layer_uses_the_direct_kernel_and_keeps_its_gradients(mo
     assert calls == []  # one output channel; dilation 2: W^T x + col2im
 
 
+# ---------------------------------------------------------------- the weight gradient
+
+
+def naive_weight_grad(x, gy, kh, kw, sh, sw, ph, pw, dh, dw, groups):
+    """gW[o, c, i, j] = sum over samples and output pixels of gy times the input pixel tap (i, j) reads."""
+    n, c, h, wd = x.shape
+    c_out, oh, ow = gy.shape[1:]
+    cg, cog = c // groups, c_out // groups
+    gw = np.zeros((c_out, cg, kh, kw))
+    for o, ci, i, j in itertools.product(range(c_out), range(cg), range(kh), range(kw)):
+        total = 0.0
+        for ni, a, b in itertools.product(range(n), range(oh), range(ow)):
+            r, s = a * sh - ph + i * dh, b * sw - pw + j * dw
+            if 0 <= r < h and 0 <= s < wd:
+                total += float(gy[ni, o, a, b]) * float(x[ni, (o // cog) * cg + ci, r, s])
+        gw[o, ci, i, j] = total
+    return gw
+
+
+@pytest.mark.parametrize("case", NAIVE_CASES, ids=str)
+def test_weight_grad_twin_matches_naive_loops(case):
+    shape, c_out, (kh, kw), (sh, sw), (ph, pw), (dh, dw), groups, _ = case
+    x = random(shape, np.float64)
+    oh, ow = out_size(shape[2], kh, sh, ph, dh), out_size(shape[3], kw, sw, pw, dw)
+    gy = random((shape[0], c_out, oh, ow), np.float64, seed=3)
+    gw = nk.conv2d_weight_grad_direct(x, gy, kh, kw, sh, sw, ph, pw, dh, dw, groups)
+    expected = naive_weight_grad(x, gy, kh, kw, sh, sw, ph, pw, dh, dw, groups)
+    np.testing.assert_allclose(gw, expected, rtol=1e-12, atol=1e-12)
+
+
+@needs_direct
+@pytest.mark.parametrize("case", GRID, ids=str)
+def test_weight_grad_cpp_matches_twin(case):
+    shape, c_out, k, s, p, d, groups = case
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (v if isinstance(v, tuple) else (v, v) for v in (k, s, p, d))
+    x = random(shape)
+    oh, ow = out_size(shape[2], kh, sh, ph, dh), out_size(shape[3], kw, sw, pw, dw)
+    gy = random((shape[0], c_out, oh, ow), seed=3)
+    gw = _C.conv2d_weight_grad_direct(x, gy, kh, kw, sh, sw, ph, pw, dh, dw, groups)
+    expected = nk.conv2d_weight_grad_direct(
+        x.astype(np.float64), gy.astype(np.float64), kh, kw, sh, sw, ph, pw, dh, dw, groups
+    )
+    assert gw.dtype == np.float32 and gw.shape == expected.shape == (c_out, shape[1] // groups, kh, kw)
+    assert_close32(gw, expected)
+    if K.get_kernels() == "cpp":
+        np.testing.assert_array_equal(
+            K.conv2d_weight_grad_direct(x, gy, kh, kw, sh, sw, ph, pw, dh, dw, groups), gw
+        )
+
+
+@needs_direct
+def test_weight_grad_does_not_depend_on_the_thread_count():
+    x, gy = random((6, 16, 14, 14)), random((6, 40, 7, 7), seed=1)
+    results = [_C.conv2d_weight_grad_direct(x, gy, 4, 4, 2, 2, 1, 1, 1, 1, 1, threads=t) for t in (1, 2, 3)]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+@needs_direct_chosen
+def test_conv_layer_weight_gradient_runs_direct(monkeypatch):
+    calls = []
+    real = _C.conv2d_weight_grad_direct
+    monkeypatch.setattr(
+        cpp, "conv2d_weight_grad_direct", lambda *a, **k: calls.append(a[1].shape) or real(*a)
+    )
+    x = tinyae.tensor(random((3, 16, 9, 9)))
+    w = tinyae.tensor(random((32, 16, 3, 3), seed=1), requires_grad=True)
+    tinyae.nn.functional.conv2d(x, w, stride=2, padding=1).sum().backward()
+    assert calls == [(3, 32, 5, 5)]
+    one_channel = tinyae.tensor(random((32, 1, 3, 3)), requires_grad=True)  # 9 taps: im2col + GEMM
+    tinyae.nn.functional.conv2d(tinyae.tensor(random((3, 1, 9, 9))), one_channel, padding=1).sum().backward()
+    assert len(calls) == 1
+
+
 # ---------------------------------------------------------------- dispatch and the conv layer
 
 
@@ -379,6 +455,37 @@ def test_bad_transpose_arguments_raise_clear_errors(entry, name, error, match, a
     x, w, b = random((2, 3, 5, 5)), random((3, 4, 3, 3), seed=1), random((4,), seed=2)  # out 9x9 at s2 p1
     with pytest.raises(error, match=match):
         fn(*args(x, w, b))
+
+
+BAD_WEIGHT_GRAD_CALLS = [
+    ("gy batch", ValueError, "gy", lambda x, gy: (x, gy[:1], 3, 3, 1, 1, 1, 1, 1, 1, 1)),
+    ("gy size", ValueError, "gy", lambda x, gy: (x, gy[:, :, :4], 3, 3, 1, 1, 1, 1, 1, 1, 1)),
+    ("groups", ValueError, "groups", lambda x, gy: (x, gy, 3, 3, 1, 1, 1, 1, 1, 1, 2)),
+    (
+        "gy float64",
+        TypeError,
+        "gy|float32",
+        lambda x, gy: (x, gy.astype(np.float64), 3, 3, 1, 1, 1, 1, 1, 1, 1),
+    ),
+    ("kernel 0", ValueError, "kh", lambda x, gy: (x, gy, 0, 3, 1, 1, 1, 1, 1, 1, 1)),
+]
+
+
+@pytest.mark.parametrize(
+    "name,error,match,args", BAD_WEIGHT_GRAD_CALLS, ids=[c[0] for c in BAD_WEIGHT_GRAD_CALLS]
+)
+@pytest.mark.parametrize("entry", ["public", "twin", "extension"])
+def test_bad_weight_grad_arguments_raise_clear_errors(entry, name, error, match, args):
+    if entry == "extension" and _C is None:
+        pytest.skip(_C_REASON)
+    fn = {
+        "public": K.conv2d_weight_grad_direct,
+        "twin": nk.conv2d_weight_grad_direct,
+        "extension": getattr(_C, "conv2d_weight_grad_direct", None),
+    }[entry]
+    x, gy = random((2, 3, 5, 5)), random((2, 4, 5, 5), seed=1)  # k3 s1 p1
+    with pytest.raises(error, match=match):
+        fn(*args(x, gy))
 
 
 @needs_cpp

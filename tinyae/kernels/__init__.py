@@ -6,8 +6,9 @@ image ``x`` (N, C, H, W) into a column buffer ``col`` (C, KH, KW, N, OH, OW), so
 that a convolution is one matrix product; ``col2im(col, h, w, sh, sw, ph, pw, dh, dw)``
 is its adjoint (it sums overlapping windows back into an (N, C, h, w) image).
 The notation is defined in :mod:`tinyae.kernels.numpy_kernels`, the readable spec.
-``conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups)`` is a whole convolution forward
-and ``conv_transpose2d_direct(x, weight, bias, out_h, out_w, sh, ..., groups)`` a transposed one;
+``conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups)`` is a whole convolution forward,
+``conv_transpose2d_direct(x, weight, bias, out_h, out_w, sh, ..., groups)`` a transposed one and
+``conv2d_weight_grad_direct(x, gy, kh, kw, sh, ..., groups)`` a convolution's weight gradient;
 in C++ (float32, CPUs with AVX-512F) they never build the column buffer, elsewhere the twin runs
 them as im2col plus a product, or a product plus col2im (``*_runs_cpp`` says which).
 ``batch_norm_forward`` / ``batch_norm_backward`` are batch norm's passes over an (N, C, L) view
@@ -44,6 +45,7 @@ from ._checks import (
     check_batch_norm,
     check_col2im,
     check_conv2d_direct,
+    check_conv2d_weight_grad_direct,
     check_conv_transpose2d_direct,
     check_im2col,
     check_out,
@@ -57,6 +59,8 @@ __all__ = [
     "conv2d_direct_runs_cpp",
     "conv_transpose2d_direct",
     "conv_transpose2d_direct_runs_cpp",
+    "conv2d_weight_grad_direct",
+    "conv2d_weight_grad_direct_runs_cpp",
     "batch_norm_forward",
     "batch_norm_backward",
     "adam_step",
@@ -231,6 +235,32 @@ def conv_transpose2d_direct(
     args = check_conv_transpose2d_direct(x, weight, bias, out_h, out_w, sh, sw, ph, pw, dh, dw, groups)
     impl = cpp if conv_transpose2d_direct_runs_cpp(x, weight, args[6], args[7]) else numpy_kernels
     return impl.conv_transpose2d_direct(x, weight, bias, *args)
+
+
+def conv2d_weight_grad_direct_runs_cpp(x: Any, gy: Any, ph: int = 0, pw: int = 0) -> bool:
+    """Whether :func:`conv2d_weight_grad_direct` runs the C++ kernel: float32 NumPy x and gy, the C++
+    kernels chosen, AVX-512F, and the zero-padded batch of x within the kernel's scratch limit."""
+    if backend_name(x) != "cpp" or not cpp.DIRECT_CONV or x.dtype != "float32" or gy.dtype != "float32":
+        return False
+    if x.ndim != 4 or backend_name(gy) != "cpp":
+        return False
+    n, c, h, w = x.shape
+    return n * c * (h + 2 * ph) * (w + 2 * pw) <= cpp.DIRECT_MAX_BATCH_SCRATCH
+
+
+def conv2d_weight_grad_direct(
+    x: Any, gy: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int = 1
+) -> Any:
+    """The weight gradient gW (C_out, C/groups, KH, KW) of y = conv2d(x, W) for the upstream gradient
+    gy (N, C_out, OH, OW).
+
+    The C++ kernel where :func:`conv2d_weight_grad_direct_runs_cpp` (each tile of gW summed in
+    registers over the whole batch, no column buffer), otherwise the twin (im2col, then gy @ col^T).
+    Errors as :func:`conv2d_direct`.
+    """
+    args = check_conv2d_weight_grad_direct(x, gy, kh, kw, sh, sw, ph, pw, dh, dw, groups)
+    impl = cpp if conv2d_weight_grad_direct_runs_cpp(x, gy, args[4], args[5]) else numpy_kernels
+    return impl.conv2d_weight_grad_direct(x, gy, *args)
 
 
 def _bn_impl(x: Any) -> Any:

@@ -141,6 +141,26 @@ def check_conv_transpose2d_direct(
     return out_h, out_w, sh, sw, ph, pw, dh, dw, groups
 
 
+def check_conv2d_weight_grad_direct(
+    x: Any, gy: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int
+) -> tuple[int, ...]:
+    """Validate conv2d_weight_grad_direct's arguments; return (kh, kw, sh, sw, ph, pw, dh, dw, groups)."""
+    op = "conv2d_weight_grad_direct"
+    check_array(op, "x", x, 4)
+    check_array(op, "gy", gy, 4)
+    if gy.dtype != x.dtype:
+        raise TypeError(f"{op}: argument 'gy' must have dtype {x.dtype} like 'x', got {gy.dtype}")
+    groups = check_int(op, "groups", groups, 1)
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    n, c = x.shape[:2]
+    if gy.shape[0] != n or tuple(gy.shape[2:]) != (oh, ow) or gy.shape[1] % groups or c % groups:
+        raise ValueError(
+            f"{op}: argument 'gy' must have shape (N, C_out, OH, OW) = ({n}, C_out, {oh}, {ow}) with C and "
+            f"C_out multiples of groups={groups}, for x of shape {tuple(x.shape)}; got {tuple(gy.shape)}"
+        )
+    return kh, kw, sh, sw, ph, pw, dh, dw, groups
+
+
 def check_col2im(
     col: Any, h: int, w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int
 ) -> tuple[int, ...]:

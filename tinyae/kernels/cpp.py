@@ -36,6 +36,7 @@ AVAILABLE = _C is not None
 # Whether the direct conv2d kernel runs here: it needs AVX-512F (checked at run time).
 DIRECT_CONV = AVAILABLE and _C.conv2d_direct_supported()
 DIRECT_MAX_SCRATCH = _C.DIRECT_MAX_SCRATCH if AVAILABLE else 0
+DIRECT_MAX_BATCH_SCRATCH = _C.DIRECT_MAX_BATCH_SCRATCH if AVAILABLE else 0
 
 
 def _threads() -> int:
@@ -115,6 +116,25 @@ def conv_transpose2d_direct(
     """C++ direct conv_transpose2d forward (float32, AVX-512, dilation 1) -> y (N, C_out, out_h, out_w)."""
     return _require().conv_transpose2d_direct(
         x, weight, bias, out_h, out_w, sh, sw, ph, pw, dh, dw, groups, threads=_threads()
+    )
+
+
+def conv2d_weight_grad_direct(
+    x: np.ndarray,
+    gy: np.ndarray,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+    dh: int,
+    dw: int,
+    groups: int = 1,
+) -> np.ndarray:
+    """C++ direct conv2d weight gradient (float32, AVX-512) -> gW (C_out, C/G, KH, KW)."""
+    return _require().conv2d_weight_grad_direct(
+        x, gy, kh, kw, sh, sw, ph, pw, dh, dw, groups, threads=_threads()
     )
 
 

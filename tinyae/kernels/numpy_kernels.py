@@ -30,6 +30,10 @@ and a transposed convolution's (``conv_transpose2d_direct``; weight (C, C_out/G,
 
     y = b + col2im(W_g^T @ x_g)               one product per group, then the windows folded back
 
+and the weight gradient of a convolution (``conv2d_weight_grad_direct``) for an upstream gradient gy::
+
+    gW_g = gy_g @ col_g^T                     (Cog, N*P) @ (N*P, Kg), reshaped to (Cog, C/G, KH, KW)
+
 Batch norm (training mode, batch statistics) sees its input as x (N, C, L), L = H*W (1 for an
 (N, C) input); each channel's statistics are over its M = N*L values::
 
@@ -65,6 +69,7 @@ from ._checks import (
     check_batch_norm,
     check_col2im,
     check_conv2d_direct,
+    check_conv2d_weight_grad_direct,
     check_conv_transpose2d_direct,
     check_im2col,
     check_out,
@@ -207,6 +212,30 @@ def _cupy_col2im(col: Any, *args: int) -> Any:
     from . import cuda
 
     return cuda.col2im(col, *args)
+
+
+def conv2d_weight_grad_direct(
+    x: Any, gy: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int = 1
+) -> Any:
+    """gW (C_out, C/G, KH, KW) of y = conv2d(x, W) for gy (N, C_out, OH, OW): im2col, then gy @ col^T.
+
+    The spec of the C++ kernel, which sums the same products without the column buffer.
+    """
+    kh, kw, sh, sw, ph, pw, dh, dw, groups = check_conv2d_weight_grad_direct(
+        x, gy, kh, kw, sh, sw, ph, pw, dh, dw, groups
+    )
+    xp = get_array_module(x)
+    n, c = x.shape[:2]
+    c_out = gy.shape[1]
+    col = (
+        im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+        if xp is np
+        else _cupy_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    )
+    col = col.reshape(groups, c // groups * kh * kw, n, -1)  # (G, Kg, N, P)
+    gyg = gy.reshape(n, groups, c_out // groups, -1)  # (N, G, Cog, P)
+    gw = xp.einsum("ngop,gknp->gok", gyg, col)  # (G, Cog, Kg)
+    return xp.ascontiguousarray(gw).reshape(c_out, c // groups, kh, kw)
 
 
 def _cupy_im2col(x: Any, *args: int) -> Any:
