@@ -233,8 +233,8 @@ py::array conv2d_direct(const py::array& x, const py::array& w, const py::object
     Geometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(2), w.shape(3), sh, sw, ph, pw, dh, dw, 0, 0};
     const int64_t cout = w.shape(0);
     if (cout < 1 || g.kh < 1 || g.kw < 1 || g.c % groups != 0 || cout % groups != 0 || w.shape(1) * groups != g.c) {
-        throw py::value_error(std::string(op) + ": argument 'weight' must have shape (C_out, C/groups, KH, KW) with C_out " +
-                              "a multiple of groups=" + std::to_string(groups) + ", for x " +
+        throw py::value_error(std::string(op) + ": argument 'weight' must have shape (C_out, C/groups, KH, KW) " +
+                              "with C_out a multiple of groups=" + std::to_string(groups) + ", for x " +
                               shape_str(x.shape(), 4) + ", got " + shape_str(w.shape(), 4));
     }
     check_strides_and_dilation(op, g);
@@ -346,9 +346,9 @@ py::array conv2d_weight_grad_direct(const py::array& x, const py::array& gy, int
                               ") with C and C_out multiples of groups=" + std::to_string(groups) + ", for x " +
                               shape_str(x.shape(), 4) + "; got " + shape_str(gy.shape(), 4));
     }
-    if (g.n * g.c * (g.h + 2 * g.ph) * (g.w + 2 * g.pw) > tinyae::kDirectMaxBatchScratch) {
-        throw py::value_error(std::string(op) + ": the zero-padded batch of x has more than " +
-                              std::to_string(tinyae::kDirectMaxBatchScratch) + " elements");
+    if (g.c * (g.h + 2 * g.ph) * (g.w + 2 * g.pw) > tinyae::kDirectMaxScratch) {
+        throw py::value_error(std::string(op) + ": one zero-padded sample of x has more than " +
+                              std::to_string(tinyae::kDirectMaxScratch) + " elements");
     }
     auto xc = contiguous<float>(op, "x", x);
     auto gc = contiguous<float>(op, "gy", gy);
@@ -574,7 +574,6 @@ PYBIND11_MODULE(_C, m) {
           py::arg("groups") = 1, py::arg("threads") = 0,
           "The weight gradient (C_out, C/groups, KH, KW) of conv2d(x, w) for the upstream gradient gy (N, C_out,\n"
           "OH, OW), float32, computed directly (no column buffer) with AVX-512. RuntimeError without AVX-512F.");
-    m.attr("DIRECT_MAX_BATCH_SCRATCH") = tinyae::kDirectMaxBatchScratch;
     m.def("conv2d_direct_supported", &tinyae::conv2d_direct_supported,
           "Whether conv2d_direct can run here: an x86-64 build and a CPU with AVX-512F.");
     m.attr("DIRECT_MAX_SCRATCH") = tinyae::kDirectMaxScratch;

@@ -188,8 +188,8 @@ void run(const float* x, float* y, const Problem& pr, const std::vector<Pass>& p
             if (padded[slot] != n) {
                 for (int64_t c = 0; c < pr.c; ++c) {
                     for (int64_t r = 0; r < pr.h; ++r) {
-                        std::memcpy(xs + (c * pr.hp + r + pr.pt) * pr.wp + pr.pl, x + ((n * pr.c + c) * pr.h + r) * pr.w,
-                                    sizeof(float) * pr.w);
+                        const float* src = x + ((n * pr.c + c) * pr.h + r) * pr.w;
+                        std::memcpy(xs + (c * pr.hp + r + pr.pt) * pr.wp + pr.pl, src, sizeof(float) * pr.w);
                     }
                 }
                 padded[slot] = n;
@@ -299,7 +299,9 @@ void conv_transpose2d_direct(const float* x, const float* w, const float* b, flo
             ps.koff.resize(ps.kdim);
             for (int64_t ci = 0; ci < pr.cg; ++ci) {
                 for (int64_t t = 0; t < r.taps; ++t) {
-                    for (int64_t u = 0; u < q.taps; ++u) ps.koff[(ci * r.taps + t) * q.taps + u] = ci * hp * wp - t * wp - u;
+                    for (int64_t u = 0; u < q.taps; ++u) {
+                        ps.koff[(ci * r.taps + t) * q.taps + u] = ci * hp * wp - t * wp - u;  // rows q - t, cols r - u
+                    }
                 }
             }
             for (int64_t qy = r.q0; qy <= r.q1; ++qy) {
@@ -329,27 +331,6 @@ void conv2d_weight_grad_direct(const float* x, const float* gy, float* gw, const
     const int64_t blocks = (cog + kBlock - 1) / kBlock, ktiles = (kdim + kTile - 1) / kTile;
     const int64_t cpad = groups * blocks * kBlock;  // gy's channels, each group's padded to whole blocks
 
-    // The whole batch, zero-padded: (N, C, HP, WP); and gy transposed to (N, G, blocks, P, 32).
-    std::vector<float> xs(static_cast<size_t>(g.n * g.c * plane), 0.0f);
-    std::vector<float> gyt(static_cast<size_t>(g.n * cpad * np), 0.0f);
-    const int use = g.n * np * cout * kdim >= (int64_t(1) << 22) ? threads : 1;
-    parallel_for(g.n, 1, use, [&](int64_t lo, int64_t hi, int) {
-        for (int64_t n = lo; n < hi; ++n) {
-            for (int64_t c = 0; c < g.c; ++c) {
-                for (int64_t r = 0; r < g.h; ++r) {
-                    std::memcpy(&xs[((n * g.c + c) * hp + r + g.ph) * wp + g.pw], x + ((n * g.c + c) * g.h + r) * g.w,
-                                sizeof(float) * g.w);
-                }
-            }
-            for (int64_t o = 0; o < cout; ++o) {
-                const int64_t gi = o / cog, ob = (o % cog) / kBlock, lane = (o % cog) % kBlock;
-                float* dst = &gyt[((n * groups + gi) * blocks + ob) * np * kBlock + lane];
-                const float* src = gy + (n * cout + o) * np;
-                for (int64_t p = 0; p < np; ++p) dst[p * kBlock] = src[p];
-            }
-        }
-    });
-
     std::vector<int64_t> koff(kdim), poff(np);
     for (int64_t c = 0; c < cg; ++c) {
         for (int64_t i = 0; i < g.kh; ++i) {
@@ -358,24 +339,55 @@ void conv2d_weight_grad_direct(const float* x, const float* gy, float* gw, const
     }
     for (int64_t p = 0; p < np; ++p) poff[p] = (p / g.ow) * g.sh * wp + (p % g.ow) * g.sw;
 
-    // Work items (group, block, tap tile): each owns its entries of gw and sums them over the whole
-    // batch, so no two threads add into one entry and the order of the sum is fixed.
-    parallel_for(groups * blocks * ktiles, 1, use, [&](int64_t lo, int64_t hi, int) {
-        alignas(64) float tmp[kTile * kBlock];
-        for (int64_t item = lo; item < hi; ++item) {
-            const int64_t gi = item / (blocks * ktiles), ob = (item / ktiles) % blocks, kt = item % ktiles;
-            const int64_t k0 = kt * kTile, count = std::min<int64_t>(kTile, kdim - k0);
-            const int64_t valid = std::min<int64_t>(kBlock, cog - ob * kBlock);
-            kWeightTiles[valid > 16 ? 1 : 0][count - 1](xs.data() + gi * cg * plane, g.c * plane, g.n,
-                                                         koff.data() + k0, poff.data(), np,
-                                                         gyt.data() + (gi * blocks + ob) * np * kBlock, cpad * np,
-                                                         tmp);
-            for (int64_t o = 0; o < valid; ++o) {
-                float* dst = gw + (gi * cog + ob * kBlock + o) * kdim + k0;  // gw: (C_out, K)
-                for (int64_t t = 0; t < count; ++t) dst[t] = tmp[t * kBlock + o];
+    // The batch in chunks of m samples, each zero-padded, (m, C, HP, WP), with its gy transposed to
+    // (m, G, blocks, P, 32). A chunk's padded x is at most kChunkElems: the scratch stays a few MB
+    // whatever the batch (a whole padded batch was up to 15 MB on W3 of the benchmarks).
+    constexpr int64_t kChunkElems = int64_t(1) << 20;
+    const int64_t m = std::max<int64_t>(1, std::min<int64_t>(g.n, kChunkElems / (g.c * plane)));
+    std::vector<float> xs(static_cast<size_t>(m * g.c * plane), 0.0f);  // borders stay zero
+    std::vector<float> gyt(static_cast<size_t>(m * cpad * np), 0.0f);    // padding channels stay zero
+    const int use = g.n * np * cout * kdim >= (int64_t(1) << 22) ? threads : 1;
+    for (int64_t n0 = 0; n0 < g.n; n0 += m) {
+        const int64_t count_n = std::min(m, g.n - n0);
+        parallel_for(count_n, 1, use, [&](int64_t lo, int64_t hi, int) {
+            for (int64_t s = lo; s < hi; ++s) {
+                const int64_t n = n0 + s;
+                for (int64_t c = 0; c < g.c; ++c) {
+                    for (int64_t r = 0; r < g.h; ++r) {
+                        std::memcpy(&xs[((s * g.c + c) * hp + r + g.ph) * wp + g.pw],
+                                    x + ((n * g.c + c) * g.h + r) * g.w, sizeof(float) * g.w);
+                    }
+                }
+                for (int64_t o = 0; o < cout; ++o) {
+                    const int64_t gi = o / cog, ob = (o % cog) / kBlock, lane = (o % cog) % kBlock;
+                    float* dst = &gyt[((s * groups + gi) * blocks + ob) * np * kBlock + lane];
+                    const float* src = gy + (n * cout + o) * np;
+                    for (int64_t p = 0; p < np; ++p) dst[p * kBlock] = src[p];
+                }
             }
-        }
-    });
+        });
+        // Work items (group, block, tap tile): each owns its entries of gw and sums them over the
+        // chunk, then adds that onto the earlier chunks' sum; no two threads touch one entry, and
+        // the order of the sum is fixed whatever the thread count.
+        parallel_for(groups * blocks * ktiles, 1, use, [&](int64_t lo, int64_t hi, int) {
+            alignas(64) float tmp[kTile * kBlock];
+            for (int64_t item = lo; item < hi; ++item) {
+                const int64_t gi = item / (blocks * ktiles), ob = (item / ktiles) % blocks, kt = item % ktiles;
+                const int64_t k0 = kt * kTile, count = std::min<int64_t>(kTile, kdim - k0);
+                const int64_t valid = std::min<int64_t>(kBlock, cog - ob * kBlock);
+                kWeightTiles[valid > 16 ? 1 : 0][count - 1](xs.data() + gi * cg * plane, g.c * plane, count_n,
+                                                             koff.data() + k0, poff.data(), np,
+                                                             gyt.data() + (gi * blocks + ob) * np * kBlock,
+                                                             cpad * np, tmp);
+                for (int64_t o = 0; o < valid; ++o) {
+                    float* dst = gw + (gi * cog + ob * kBlock + o) * kdim + k0;  // gw: (C_out, K)
+                    for (int64_t t = 0; t < count; ++t) {
+                        dst[t] = n0 == 0 ? tmp[t * kBlock + o] : dst[t] + tmp[t * kBlock + o];
+                    }
+                }
+            }
+        });
+    }
 }
 
 #else  // not an x86-64 GCC/Clang build

@@ -29,9 +29,6 @@ bool conv2d_direct_supported();
 // one copy of it per thread is the kernel's scratch.
 constexpr int64_t kDirectMaxScratch = int64_t(1) << 24;
 
-// Largest zero-padded batch N * C * (H + 2PH) * (W + 2PW), in elements, that the weight gradient
-// accepts: it pads the whole batch once, for all its threads.
-constexpr int64_t kDirectMaxBatchScratch = int64_t(1) << 25;
 
 // y = conv2d(x, w) + b (b may be null). g: the geometry of the unfolded input (g.c = C, all
 // groups); cout: C_out. Throws std::runtime_error when !conv2d_direct_supported().

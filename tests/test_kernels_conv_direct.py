@@ -317,6 +317,21 @@ def test_weight_grad_does_not_depend_on_the_thread_count():
         np.testing.assert_array_equal(r, results[0])
 
 
+@needs_direct
+def test_weight_grad_sums_a_batch_too_big_for_one_chunk():
+    # The kernel pads at most 2^20 input values at a time: 113 samples of (256, 6, 6) here, so this
+    # batch of 120 is summed in two chunks.
+    x, gy = random((120, 256, 6, 6)), random((120, 16, 4, 4), seed=1)
+    gw = _C.conv2d_weight_grad_direct(x, gy, 3, 3, 1, 1, 0, 0, 1, 1, 1)
+    expected = nk.conv2d_weight_grad_direct(
+        x.astype(np.float64), gy.astype(np.float64), 3, 3, 1, 1, 0, 0, 1, 1, 1
+    )
+    assert_close32(gw, expected)
+    np.testing.assert_array_equal(
+        _C.conv2d_weight_grad_direct(x, gy, 3, 3, 1, 1, 0, 0, 1, 1, 1, threads=1), gw
+    )
+
+
 @needs_direct_chosen
 def test_conv_layer_weight_gradient_runs_direct(monkeypatch):
     calls = []

@@ -238,14 +238,9 @@ def conv_transpose2d_direct(
 
 
 def conv2d_weight_grad_direct_runs_cpp(x: Any, gy: Any, ph: int = 0, pw: int = 0) -> bool:
-    """Whether :func:`conv2d_weight_grad_direct` runs the C++ kernel: float32 NumPy x and gy, the C++
-    kernels chosen, AVX-512F, and the zero-padded batch of x within the kernel's scratch limit."""
-    if backend_name(x) != "cpp" or not cpp.DIRECT_CONV or x.dtype != "float32" or gy.dtype != "float32":
-        return False
-    if x.ndim != 4 or backend_name(gy) != "cpp":
-        return False
-    n, c, h, w = x.shape
-    return n * c * (h + 2 * ph) * (w + 2 * pw) <= cpp.DIRECT_MAX_BATCH_SCRATCH
+    """Whether :func:`conv2d_weight_grad_direct` runs the C++ kernel: float32 NumPy x and gy, and as
+    :func:`conv2d_direct_runs_cpp` for x."""
+    return conv2d_direct_runs_cpp(x, ph, pw) and gy.dtype == "float32" and backend_name(gy) == "cpp"
 
 
 def conv2d_weight_grad_direct(

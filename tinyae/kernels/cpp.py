@@ -36,7 +36,6 @@ AVAILABLE = _C is not None
 # Whether the direct conv2d kernel runs here: it needs AVX-512F (checked at run time).
 DIRECT_CONV = AVAILABLE and _C.conv2d_direct_supported()
 DIRECT_MAX_SCRATCH = _C.DIRECT_MAX_SCRATCH if AVAILABLE else 0
-DIRECT_MAX_BATCH_SCRATCH = _C.DIRECT_MAX_BATCH_SCRATCH if AVAILABLE else 0
 
 
 def _threads() -> int:
