@@ -1,6 +1,6 @@
-// The direct convolution of conv_direct.h.
+// The direct convolutions of conv_direct.h.
 //
-// Layout of the work, for one sample n, one group, one block of 32 output channels:
+// Layout of the forward's work, for one sample n, one group, one block of 32 output channels:
 //
 //   xs   the sample, zero-padded: (C, HP, WP) with HP = H + 2PH, WP = W + 2PW; per-thread scratch
 //   koff koff[k] = offset in xs of tap k = (c, i, j):  (c*HP + i*DH)*WP + j*DW

@@ -1,9 +1,10 @@
-// A direct float32 convolution forward for CPUs with AVX-512: no column buffer, no separate
-// matrix product.
+// Direct float32 convolutions for CPUs with AVX-512: no column buffer, no separate matrix
+// product. Three kernels: a convolution's forward, a transposed convolution's forward (which is
+// also a convolution's input gradient), and a convolution's weight gradient.
 //
 // Notation as in geometry.h: x (N, C, H, W), weight (C_out, C/G, KH, KW), y (N, C_out, OH, OW),
 // G groups, K = C/G * KH * KW (the length of one dot product), P = OH * OW (output positions of one
-// sample). What it computes is the im2col convolution of tinyae/nn/conv.py:
+// sample). What the forward computes is the im2col convolution of tinyae/nn/conv.py:
 //
 //   y[n, o, p] = b[o] + sum_k W[o, k] * col[k, (n, p)],   col = im2col(x) of group(o)
 //
@@ -11,8 +12,11 @@
 // registers while the loop runs over all K taps; each step broadcasts 14 input values (read
 // straight from a zero-padded copy of the sample) and multiplies them by two vectors of 16
 // weights. Every output is written once, after its whole sum; nothing else goes through memory.
-// On the layers of shared/bench/workloads.md this ran 20-28% faster than im2col plus OpenBLAS
-// (one thread; see conv_direct.cpp).
+// The transposed forward runs the same tiles once per output phase; the weight gradient turns
+// them around (14 taps x 32 channels of gW, summed over every position of the batch).
+// Measured against im2col plus OpenBLAS on the layers of shared/bench/workloads.md, one thread:
+// forward 18-39% faster, transposed forward 14-31%, weight gradient 9-26% (conv_direct.cpp,
+// tinyae/nn/conv.py).
 #pragma once
 
 #include <cstdint>
@@ -29,7 +33,6 @@ bool conv2d_direct_supported();
 // one copy of it per thread is the kernel's scratch.
 constexpr int64_t kDirectMaxScratch = int64_t(1) << 24;
 
-
 // y = conv2d(x, w) + b (b may be null). g: the geometry of the unfolded input (g.c = C, all
 // groups); cout: C_out. Throws std::runtime_error when !conv2d_direct_supported().
 void conv2d_direct(const float* x, const float* w, const float* b, float* y, const Geometry& g, int64_t cout,
@@ -45,7 +48,7 @@ void conv_transpose2d_direct(const float* x, const float* w, const float* b, flo
 // gw = the weight gradient of y = conv2d(x, w) for the upstream gradient gy (N, C_out, OH, OW):
 // gw[o, k] = sum over n and output positions of gy * (the input value tap k reads), gw (C_out, C/G,
 // KH, KW). g as for conv2d_direct. One thread owns each (group, 32 channels, 14 taps) tile of gw and
-// sums it over the whole batch: no reduction across threads, a fixed order.
+// sums it over the batch, chunk by chunk: no reduction across threads, a fixed order.
 void conv2d_weight_grad_direct(const float* x, const float* gy, float* gw, const Geometry& g, int64_t cout,
                                int64_t groups, int threads);
 
