@@ -15,7 +15,7 @@
 // The transposed forward runs the same tiles once per output phase; the weight gradient turns
 // them around (14 taps x 32 channels of gW, summed over every position of the batch).
 // Measured against im2col plus OpenBLAS on the layers of shared/bench/workloads.md, one thread:
-// forward 18-39% faster, transposed forward 14-31%, weight gradient 9-26% (conv_direct.cpp,
+// forward 18-39% faster, transposed forward 18-28%, weight gradient 9-31% (conv_direct.cpp,
 // tinyae/nn/conv.py).
 #pragma once
 

@@ -77,7 +77,7 @@ im2col + OpenBLAS on the benchmark layers; see ``_DIRECT_MIN_COG``). A transpose
 stride-1 sum per output phase (oy mod SH, ox mod SW), written straight into y, with no W^T @ x
 buffer and no col2im (14-31% faster; see ``_use_direct_transpose``). A weight gradient runs
 :func:`tinyae.kernels.conv2d_weight_grad_direct`, which sums each tile of gW in registers over the
-whole batch (9-26% faster; see ``_use_direct_weight_grad``). The gradients are the same ops as
+whole batch (9-31% faster; see ``_use_direct_weight_grad``). The gradients are the same ops as
 above; a forward whose columns a weight gradient will reuse keeps the im2col path.
 """
 
@@ -271,7 +271,7 @@ def _use_direct_transpose(x: Any, w: Any, geom: _Geometry, cog: int) -> bool:
 
 # And for a weight gradient (kernels.conv2d_weight_grad_direct: each tile of 14 taps x 32 output
 # channels of gW summed in registers over the whole batch; no column buffer, no transposed copies
-# of gy). Measured against im2col + OpenBLAS, one and two threads: 0.74-0.91 on L2, L3, W5's
+# of gy). Measured against im2col + OpenBLAS, one and two threads: 0.69-0.91 on L2, L3, W5's
 # discriminator conv, the gradients of L4, L5 and W2's second conv; 1.6-2.5x slower for a
 # one-channel image (L1, L6: 9 or 16 taps, too few to fill a tile row of work). Hence the same
 # bounds as the forward: 16 output channels per group, 32 taps.
