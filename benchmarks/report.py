@@ -16,7 +16,8 @@ How it measures (see ``benchmarks/README.md`` for how to read the output):
 * **Hardware yardstick.** The float32 matrix-multiply throughput of the machine is measured
   with NumPy (2048^3 GEMM, best of several), and per layer the three GEMMs an im2col engine
   must do for forward + backward are timed alone ("GEMM-only"): the closest an im2col
-  engine can get. Conv FLOPs are defined in :mod:`benchmarks.workloads`.
+  engine can get (tinyae's direct convolutions, on AVX-512 CPUs, skip im2col and can pass it).
+  Conv FLOPs are defined in :mod:`benchmarks.workloads`.
 * **Peak memory per training step**, each engine in a fresh subprocess (one per engine and
   workload, so nothing cached by the other engine or an earlier workload counts):
   warm up two steps, reset the kernel's peak-RSS counter (``/proc/self/clear_refs``), run
