@@ -425,8 +425,11 @@ class Conv2d(Function):
         gx = gw = gb = None
         g, kg = self.geom.groups, w.shape[1] * w.shape[2] * w.shape[3]
         # Both gradients multiply gy in the channel-major layout: transpose it once for both (unless
-        # the input gradient is a flipped-kernel conv, which unfolds gy instead).
+        # the input gradient is a flipped-kernel conv, which unfolds gy instead, or both gradients
+        # run as direct kernels, which read gy as it is).
         share = _one_gemm(kg) and need_x and need_w and not _as_flipped_conv(self.geom, w.shape)
+        if share and _use_direct_transpose(gy.data, w.data, self.geom, w.shape[1]):
+            share = not _use_direct_weight_grad(x.data, gy.data, self.geom, w.shape[2:])
         gy_cm = _channel_major(gy.data, g) if share else None
         if need_x:
             # The adjoint of "unfold, then multiply by W": multiply by W^T, then fold back.
