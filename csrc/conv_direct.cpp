@@ -331,6 +331,10 @@ void conv2d_weight_grad_direct(const float* x, const float* gy, float* gw, const
     const int64_t cg = g.c / groups, cog = cout / groups, kdim = cg * g.kh * g.kw;
     const int64_t blocks = (cog + kBlock - 1) / kBlock, ktiles = (kdim + kTile - 1) / kTile;
     const int64_t cpad = groups * blocks * kBlock;  // gy's channels, each group's padded to whole blocks
+    if (g.n == 0) {  // an empty batch: the sum over it is zero
+        std::fill(gw, gw + cout * kdim, 0.0f);
+        return;
+    }
 
     std::vector<int64_t> koff(kdim), poff(np);
     for (int64_t c = 0; c < cg; ++c) {

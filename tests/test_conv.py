@@ -406,6 +406,25 @@ def test_unbatched_input():
     np.testing.assert_allclose(yt.numpy(), ref_conv_transpose2d(x[None], w[:3], stride=2)[0], rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])  # float32 takes the direct kernels on AVX-512
+@pytest.mark.parametrize("c_in,c_out,k,s", [(16, 32, 3, 1), (1, 8, 3, 2), (16, 32, 4, 2)])
+def test_empty_batch_gives_empty_outputs_and_zero_weight_gradients(c_in, c_out, k, s, dtype):
+    x = Tensor(np.zeros((0, c_in, 8, 8), dtype), requires_grad=True)
+    w = Tensor(np.ones((c_out, c_in, k, k), dtype), requires_grad=True)
+    b = Tensor(np.ones(c_out, dtype), requires_grad=True)
+    y = conv2d(x, w, b, stride=s, padding=1)
+    assert y.shape[:2] == (0, c_out)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    assert not np.any(w.grad.numpy()) and not np.any(b.grad.numpy())
+    xt = Tensor(np.zeros((0, c_out, 5, 5), dtype), requires_grad=True)
+    wt = Tensor(np.ones((c_out, c_in, k, k), dtype), requires_grad=True)
+    yt = conv_transpose2d(xt, wt, stride=s, padding=1)
+    assert yt.shape[:2] == (0, c_in)
+    yt.sum().backward()
+    assert xt.grad.shape == xt.shape and not np.any(wt.grad.numpy())
+
+
 # --------------------------------------------------------------------------- memory: chunking, saved columns
 
 

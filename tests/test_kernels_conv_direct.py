@@ -332,6 +332,17 @@ def test_weight_grad_sums_a_batch_too_big_for_one_chunk():
     )
 
 
+@needs_direct
+def test_empty_batches():
+    x, w = np.zeros((0, 16, 8, 8), np.float32), random((32, 16, 3, 3))
+    assert _C.conv2d_direct(x, w, None, 1, 1, 1, 1, 1, 1, 1).shape == (0, 32, 8, 8)
+    assert _C.conv_transpose2d_direct(x, random((16, 32, 4, 4)), None, 16, 16, 2, 2, 1, 1, 1, 1, 1).shape == (
+        0, 32, 16, 16,
+    )  # fmt: skip
+    gw = _C.conv2d_weight_grad_direct(x, np.zeros((0, 32, 8, 8), np.float32), 3, 3, 1, 1, 1, 1, 1, 1, 1)
+    np.testing.assert_array_equal(gw, np.zeros((32, 16, 3, 3), np.float32))  # a sum over no samples
+
+
 @needs_direct_chosen
 def test_conv_layer_weight_gradient_runs_direct(monkeypatch):
     calls = []

@@ -296,8 +296,9 @@ def _contiguous(a: Any) -> Any:
 def _channel_major(a: Any, groups: int) -> Any:
     """(N, C, H, W) -> (G, C/G, N*H*W), contiguous: a whole batch as one GEMM operand per group."""
     n, c = a.shape[:2]
-    t = a.reshape(n, groups, c // groups, -1).transpose(1, 2, 0, 3)  # (G, C/G, N, H*W)
-    return get_array_module(a).ascontiguousarray(t).reshape(groups, c // groups, -1)
+    p = a.shape[2] * a.shape[3]  # spelled out: -1 cannot be inferred for an empty batch
+    t = a.reshape(n, groups, c // groups, p).transpose(1, 2, 0, 3)  # (G, C/G, N, H*W)
+    return get_array_module(a).ascontiguousarray(t).reshape(groups, c // groups, n * p)
 
 
 def _pad_bottom_right(a: Any, h: int, w: int) -> Any:
@@ -600,7 +601,8 @@ class ChannelSum(Function):
     needs_inputs = False
 
     def forward(self, gy):
-        return get_array_module(gy).einsum("ncp->c", gy.reshape(gy.shape[0], gy.shape[1], -1))
+        n, c, h, w = gy.shape
+        return get_array_module(gy).einsum("ncp->c", gy.reshape(n, c, h * w))
 
     def backward(self, ggb):
         return broadcast_to(reshape(ggb, (1, -1, 1, 1)), self.inputs[0].shape)
