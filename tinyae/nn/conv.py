@@ -69,7 +69,7 @@ column buffers) saves over this design is the im2col/col2im passes, ~15% of a la
 Splitting a stride-2 transposed conv into four stride-1 convs of its sub-kernels (one per output
 phase) was measured too: 1.5-2x slower (it needs four unfoldings of x, or 1.3x the FLOPs).
 
-**The direct forwards.** On a CPU with AVX-512F, a float32 conv forward with enough output
+**Direct kernels.** On a CPU with AVX-512F, a float32 conv forward with enough output
 channels and taps runs :func:`tinyae.kernels.conv2d_direct` instead: the same sums, computed in
 registers straight from x, with no column buffer and no separate product (18-39% faster than
 im2col + OpenBLAS on the benchmark layers; see ``_DIRECT_MIN_COG``). A transposed conv forward
