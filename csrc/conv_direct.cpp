@@ -218,6 +218,21 @@ void run(const float* x, float* y, const Problem& pr, const std::vector<Pass>& p
     });
 }
 
+// A convolution's offsets in its zero-padded sample (HP, WP): koff[k] of tap k = (c, i, j) of one
+// group's Cg channels, poff[p] of output position p = (oh, ow). Shared by the forward and the
+// weight gradient, which read the same windows.
+void conv_offsets(const Geometry& g, int64_t cg, int64_t hp, int64_t wp, std::vector<int64_t>& koff,
+                  std::vector<int64_t>& poff) {
+    koff.resize(cg * g.kh * g.kw);
+    for (int64_t c = 0; c < cg; ++c) {
+        for (int64_t i = 0; i < g.kh; ++i) {
+            for (int64_t j = 0; j < g.kw; ++j) koff[(c * g.kh + i) * g.kw + j] = (c * hp + i * g.dh) * wp + j * g.dw;
+        }
+    }
+    poff.resize(g.oh * g.ow);
+    for (int64_t p = 0; p < g.oh * g.ow; ++p) poff[p] = (p / g.ow) * g.sh * wp + (p % g.ow) * g.sw;
+}
+
 }  // namespace
 
 bool conv2d_direct_supported() {
@@ -233,18 +248,9 @@ void conv2d_direct(const float* x, const float* w, const float* b, float* y, con
     std::vector<Pass> passes(1);
     Pass& ps = passes[0];
     ps.kdim = pr.cg * g.kh * g.kw;
-    ps.koff.resize(ps.kdim);
-    for (int64_t c = 0; c < pr.cg; ++c) {
-        for (int64_t i = 0; i < g.kh; ++i) {
-            for (int64_t j = 0; j < g.kw; ++j) ps.koff[(c * g.kh + i) * g.kw + j] = (c * hp + i * g.dh) * wp + j * g.dw;
-        }
-    }
-    ps.poff.resize(np);
+    conv_offsets(g, pr.cg, hp, wp, ps.koff, ps.poff);
     ps.yoff.resize(np);
-    for (int64_t p = 0; p < np; ++p) {
-        ps.poff[p] = (p / g.ow) * g.sh * wp + (p % g.ow) * g.sw;
-        ps.yoff[p] = p;
-    }
+    for (int64_t p = 0; p < np; ++p) ps.yoff[p] = p;  // y's positions in order
     reorder_weights(ps, pr, [&](int64_t o, int64_t k) { return w[o * ps.kdim + k]; });  // w: (C_out, K)
     run(x, y, pr, passes, threads);
 }
@@ -336,13 +342,8 @@ void conv2d_weight_grad_direct(const float* x, const float* gy, float* gw, const
         return;
     }
 
-    std::vector<int64_t> koff(kdim), poff(np);
-    for (int64_t c = 0; c < cg; ++c) {
-        for (int64_t i = 0; i < g.kh; ++i) {
-            for (int64_t j = 0; j < g.kw; ++j) koff[(c * g.kh + i) * g.kw + j] = (c * hp + i * g.dh) * wp + j * g.dw;
-        }
-    }
-    for (int64_t p = 0; p < np; ++p) poff[p] = (p / g.ow) * g.sh * wp + (p % g.ow) * g.sw;
+    std::vector<int64_t> koff, poff;
+    conv_offsets(g, cg, hp, wp, koff, poff);
 
     // The batch in chunks of m samples, each zero-padded, (m, C, HP, WP), with its gy transposed to
     // (m, G, blocks, P, 32). A chunk's padded x is at most kChunkElems: the scratch stays a few MB
