@@ -200,6 +200,18 @@ py::array col2im(const py::array& col, int64_t h, int64_t w, int64_t sh, int64_t
 
 
 // ---------------------------------------------------------------- direct convolution
+// x and a second operand (weight or gy) of a direct kernel: 4-D float32 arrays.
+void check_float32_4d(const char* op, const py::array& x, const char* name, const py::array& other) {
+    check_ndim(op, "x", x, 4);
+    check_ndim(op, name, other, 4);
+    for (const auto& [label, a] : {std::pair<const char*, const py::array*>{"x", &x}, {name, &other}}) {
+        if (!a->dtype().equal(py::dtype::of<float>())) {
+            throw py::type_error(std::string(op) + ": argument '" + label + "' must be float32 (the direct kernel " +
+                                 "has no float64 version), got dtype " + std::string(py::str(a->dtype())));
+        }
+    }
+}
+
 // The bias of a direct convolution: a float32 array (C_out,).
 py::array_t<float, py::array::c_style> direct_bias(const char* op, const py::object& b, int64_t cout) {
     if (!py::isinstance<py::array>(b)) {
@@ -221,14 +233,7 @@ py::array_t<float, py::array::c_style> direct_bias(const char* op, const py::obj
 py::array conv2d_direct(const py::array& x, const py::array& w, const py::object& b, int64_t sh, int64_t sw,
                         int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups, int threads) {
     const char* op = "conv2d_direct";
-    check_ndim(op, "x", x, 4);
-    check_ndim(op, "weight", w, 4);
-    for (const auto& [name, a] : {std::pair<const char*, const py::array*>{"x", &x}, {"weight", &w}}) {
-        if (!a->dtype().equal(py::dtype::of<float>())) {
-            throw py::type_error(std::string(op) + ": argument '" + name + "' must be float32 (the direct kernel " +
-                                 "has no float64 version), got dtype " + std::string(py::str(a->dtype())));
-        }
-    }
+    check_float32_4d(op, x, "weight", w);
     tinyae::check_param(op, "groups", groups, 1);
     Geometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(2), w.shape(3), sh, sw, ph, pw, dh, dw, 0, 0};
     const int64_t cout = w.shape(0);
@@ -266,14 +271,7 @@ py::array conv_transpose2d_direct(const py::array& x, const py::array& w, const 
                                   int64_t out_w, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
                                   int64_t dw, int64_t groups, int threads) {
     const char* op = "conv_transpose2d_direct";
-    check_ndim(op, "x", x, 4);
-    check_ndim(op, "weight", w, 4);
-    for (const auto& [name, a] : {std::pair<const char*, const py::array*>{"x", &x}, {"weight", &w}}) {
-        if (!a->dtype().equal(py::dtype::of<float>())) {
-            throw py::type_error(std::string(op) + ": argument '" + name + "' must be float32 (the direct kernel " +
-                                 "has no float64 version), got dtype " + std::string(py::str(a->dtype())));
-        }
-    }
+    check_float32_4d(op, x, "weight", w);
     tinyae::check_param(op, "groups", groups, 1);
     const int64_t c = x.shape(1), cout = w.shape(1) * groups;
     if (w.shape(0) != c || c % groups != 0 || w.shape(1) < 1 || w.shape(2) < 1 || w.shape(3) < 1) {
@@ -322,14 +320,7 @@ py::array conv2d_weight_grad_direct(const py::array& x, const py::array& gy, int
                                     int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups,
                                     int threads) {
     const char* op = "conv2d_weight_grad_direct";
-    check_ndim(op, "x", x, 4);
-    check_ndim(op, "gy", gy, 4);
-    for (const auto& [name, a] : {std::pair<const char*, const py::array*>{"x", &x}, {"gy", &gy}}) {
-        if (!a->dtype().equal(py::dtype::of<float>())) {
-            throw py::type_error(std::string(op) + ": argument '" + name + "' must be float32 (the direct kernel " +
-                                 "has no float64 version), got dtype " + std::string(py::str(a->dtype())));
-        }
-    }
+    check_float32_4d(op, x, "gy", gy);
     tinyae::check_param(op, "groups", groups, 1);
     tinyae::check_param(op, "kh", kh, 1);
     tinyae::check_param(op, "kw", kw, 1);

@@ -67,15 +67,32 @@ def check_im2col(
     return kh, kw, sh, sw, ph, pw, dh, dw, oh, ow
 
 
+def _check_operands(op: str, x: Any, name: str, other: Any) -> None:
+    """x and a second operand (weight or gy): both 4-D arrays of one supported float dtype."""
+    check_array(op, "x", x, 4)
+    check_array(op, name, other, 4)
+    if other.dtype != x.dtype:
+        raise TypeError(f"{op}: argument '{name}' must have dtype {x.dtype} like 'x', got {other.dtype}")
+
+
+def _check_bias(op: str, bias: Any, x: Any, c_out: int) -> None:
+    """A convolution's bias: None, or a vector (C_out,) of x's dtype."""
+    if bias is None:
+        return
+    check_array(op, "bias", bias, 1)
+    if bias.dtype != x.dtype or bias.shape != (c_out,):
+        raise ValueError(
+            f"{op}: argument 'bias' must be None or have shape ({c_out},) and dtype {x.dtype}, "
+            f"got shape {tuple(bias.shape)} and dtype {bias.dtype}"
+        )
+
+
 def check_conv2d_direct(
     x: Any, weight: Any, bias: Any, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int
 ) -> tuple[int, ...]:
     """Validate conv2d_direct's arguments; return ``(sh, sw, ph, pw, dh, dw, groups)`` as ints."""
     op = "conv2d_direct"
-    check_array(op, "x", x, 4)
-    check_array(op, "weight", weight, 4)
-    if weight.dtype != x.dtype:
-        raise TypeError(f"{op}: argument 'weight' must have dtype {x.dtype} like 'x', got {weight.dtype}")
+    _check_operands(op, x, "weight", weight)
     groups = check_int(op, "groups", groups, 1)
     c, (c_out, cg, kh, kw) = x.shape[1], weight.shape
     if c_out < 1 or c % groups or c_out % groups or cg * groups != c:
@@ -83,13 +100,7 @@ def check_conv2d_direct(
             f"{op}: argument 'weight' must have shape (C_out, C/groups, KH, KW) with C_out a multiple of "
             f"groups={groups}, for x of shape {tuple(x.shape)}; got {tuple(weight.shape)}"
         )
-    if bias is not None:
-        check_array(op, "bias", bias, 1)
-        if bias.dtype != x.dtype or bias.shape != (c_out,):
-            raise ValueError(
-                f"{op}: argument 'bias' must be None or have shape ({c_out},) and dtype {x.dtype}, "
-                f"got shape {tuple(bias.shape)} and dtype {bias.dtype}"
-            )
+    _check_bias(op, bias, x, c_out)
     check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)  # the strides, padding, dilation and output size
     return tuple(operator.index(v) for v in (sh, sw, ph, pw, dh, dw)) + (groups,)
 
@@ -110,10 +121,7 @@ def check_conv_transpose2d_direct(
 ) -> tuple[int, ...]:
     """Validate conv_transpose2d_direct's arguments; return (out_h, out_w, sh, sw, ph, pw, dh, dw, groups)."""
     op = "conv_transpose2d_direct"
-    check_array(op, "x", x, 4)
-    check_array(op, "weight", weight, 4)
-    if weight.dtype != x.dtype:
-        raise TypeError(f"{op}: argument 'weight' must have dtype {x.dtype} like 'x', got {weight.dtype}")
+    _check_operands(op, x, "weight", weight)
     groups = check_int(op, "groups", groups, 1)
     c, (cw, cog, kh, kw) = x.shape[1], weight.shape
     if cw != c or c % groups or cog < 1 or kh < 1 or kw < 1:
@@ -121,13 +129,7 @@ def check_conv_transpose2d_direct(
             f"{op}: argument 'weight' must have shape (C, C_out/groups, KH, KW) with C a multiple of "
             f"groups={groups}, for x of shape {tuple(x.shape)}; got {tuple(weight.shape)}"
         )
-    if bias is not None:
-        check_array(op, "bias", bias, 1)
-        if bias.dtype != x.dtype or bias.shape != (cog * groups,):
-            raise ValueError(
-                f"{op}: argument 'bias' must be None or have shape ({cog * groups},) and dtype {x.dtype}, "
-                f"got shape {tuple(bias.shape)} and dtype {bias.dtype}"
-            )
+    _check_bias(op, bias, x, cog * groups)
     out_h, out_w = check_int(op, "out_h", out_h, 1), check_int(op, "out_w", out_w, 1)
     sh, sw = check_int(op, "sh", sh, 1), check_int(op, "sw", sw, 1)
     ph, pw = check_int(op, "ph", ph, 0), check_int(op, "pw", pw, 0)
@@ -146,10 +148,7 @@ def check_conv2d_weight_grad_direct(
 ) -> tuple[int, ...]:
     """Validate conv2d_weight_grad_direct's arguments; return (kh, kw, sh, sw, ph, pw, dh, dw, groups)."""
     op = "conv2d_weight_grad_direct"
-    check_array(op, "x", x, 4)
-    check_array(op, "gy", gy, 4)
-    if gy.dtype != x.dtype:
-        raise TypeError(f"{op}: argument 'gy' must have dtype {x.dtype} like 'x', got {gy.dtype}")
+    _check_operands(op, x, "gy", gy)
     groups = check_int(op, "groups", groups, 1)
     kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
     n, c = x.shape[:2]
