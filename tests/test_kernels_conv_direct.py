@@ -440,6 +440,13 @@ def test_gradients_through_a_direct_forward_match_the_numpy_path():
 # ---------------------------------------------------------------- errors
 
 
+def kernel_entry(entry: str, name: str):
+    """The kernel ``name`` as the public dispatcher, the NumPy twin or the extension itself."""
+    if entry == "extension" and _C is None:
+        pytest.skip(_C_REASON)
+    return getattr({"public": K, "twin": nk, "extension": _C}[entry], name)
+
+
 BAD_CALLS = [
     ("x float64", TypeError, "float", lambda x, w, b: (x.astype(np.float64), w, b, 1, 1, 0, 0, 1, 1, 1)),
     ("x 3-D", ValueError, "4-D", lambda x, w, b: (x[0], w, b, 1, 1, 0, 0, 1, 1, 1)),
@@ -471,13 +478,7 @@ BAD_TRANSPOSE_CALLS = [
 )
 @pytest.mark.parametrize("entry", ["public", "twin", "extension"])
 def test_bad_transpose_arguments_raise_clear_errors(entry, name, error, match, args):
-    if entry == "extension" and _C is None:
-        pytest.skip(_C_REASON)
-    fn = {
-        "public": K.conv_transpose2d_direct,
-        "twin": nk.conv_transpose2d_direct,
-        "extension": getattr(_C, "conv_transpose2d_direct", None),
-    }[entry]
+    fn = kernel_entry(entry, "conv_transpose2d_direct")
     x, w, b = random((2, 3, 5, 5)), random((3, 4, 3, 3), seed=1), random((4,), seed=2)  # out 9x9 at s2 p1
     with pytest.raises(error, match=match):
         fn(*args(x, w, b))
@@ -502,13 +503,7 @@ BAD_WEIGHT_GRAD_CALLS = [
 )
 @pytest.mark.parametrize("entry", ["public", "twin", "extension"])
 def test_bad_weight_grad_arguments_raise_clear_errors(entry, name, error, match, args):
-    if entry == "extension" and _C is None:
-        pytest.skip(_C_REASON)
-    fn = {
-        "public": K.conv2d_weight_grad_direct,
-        "twin": nk.conv2d_weight_grad_direct,
-        "extension": getattr(_C, "conv2d_weight_grad_direct", None),
-    }[entry]
+    fn = kernel_entry(entry, "conv2d_weight_grad_direct")
     x, gy = random((2, 3, 5, 5)), random((2, 4, 5, 5), seed=1)  # k3 s1 p1
     with pytest.raises(error, match=match):
         fn(*args(x, gy))
@@ -526,16 +521,7 @@ def test_transpose_extension_refuses_dilation_and_float64():
 @pytest.mark.parametrize("name,error,match,args", BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
 @pytest.mark.parametrize("entry", ["public", "twin", "extension"])
 def test_bad_arguments_raise_clear_errors(entry, name, error, match, args):
-    if entry == "extension" and _C is None:
-        pytest.skip(_C_REASON)
-    fn = {
-        "public": K.conv2d_direct,
-        "twin": nk.conv2d_direct,
-        "extension": getattr(_C, "conv2d_direct", None),
-    }[entry]
+    fn = kernel_entry(entry, "conv2d_direct")
     x, w, b = random((2, 3, 5, 5)), random((4, 3, 3, 3), seed=1), random((4,), seed=2)
-    call = args(x, w, b)
-    if entry == "public" and name == "x float64":
-        pytest.skip("the public entry accepts float64 (it runs the twin)")
-    with pytest.raises(error, match=match):
-        fn(*call)
+    with pytest.raises(error, match=match):  # a float64 x with a float32 weight: mixed dtypes everywhere
+        fn(*args(x, w, b))
