@@ -84,7 +84,7 @@ def default_config(model: str, **overrides: Any) -> dict[str, Any]:
     if unknown:
         raise KeyError(f"default_config: {model} has no option(s) {sorted(unknown)}; known: {sorted(config)}")
     config.update(overrides)
-    return config
+    return cls.resolve_config(config)
 
 
 class _StopFlag:
@@ -186,6 +186,7 @@ def train(
         start_epoch, start_batch = int(ckpt["epoch"]), int(ckpt["batch"])
         partial = dict(ckpt["partial"])
         history = list(ckpt["history"])
+    recipe.before_training()
 
     os.makedirs(out_dir, exist_ok=True)
     metrics: dict[str, Any] = {
@@ -251,9 +252,12 @@ def train(
             history.append(record)
             partial = {"loss_sum": 0.0, "count": 0, "seconds": 0.0}
             save(epoch + 1, 0)
+            recipe.epoch_pictures(out_dir, epoch)
             # At most ~50 summary lines per run: every epoch of a short run, every k-th of a long one.
             every = max(1, epochs // 50)
             progress.end(_summary(record, epochs), show=(epoch + 1) % every == 0 or epoch + 1 == epochs)
+            if record.get("warning"):  # e.g. a GAN collapsing: shown even with --quiet
+                print(f"warning: epoch {epoch + 1}: {record['warning']}", file=sys.stderr, flush=True)
             if flag.requested:
                 return RunResult("interrupted", out_dir, metrics, epoch=epoch + 1, recipe=recipe)
 

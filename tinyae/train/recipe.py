@@ -14,6 +14,7 @@ Life cycle of a run, with the methods the loop calls::
     tinyae.manual_seed(config["seed"])
     recipe.build()                     # models and optimizers, drawing from the global generator
     recipe.load_state_dict(state)      # only when resuming
+    recipe.before_training()           # e.g. load what evaluation needs, outside the timed epochs
     for epoch in range(start, config["epochs"]):          # 0-based here, 1-based in metrics.json
         loader = recipe.train_loader(epoch); loader.set_epoch(epoch)
         for batch in loader:
@@ -21,6 +22,7 @@ Life cycle of a run, with the methods the loop calls::
         recipe.end_epoch(epoch)                          # schedulers, phase switches (optional)
         record = recipe.evaluate(epoch)                  # {"test_loss": ..., other metrics}
         ... checkpoint.npz (recipe.state_dict()) and metrics.json are written here ...
+        recipe.epoch_pictures(out_dir, epoch)            # pictures that show progress (optional)
     final = recipe.final_metrics()                       # also what `tinyae eval RUN_DIR` prints
     recipe.pictures(out_dir, history)                    # PNG file names written
 
@@ -65,6 +67,7 @@ class Recipe:
     ``uses_images``  False when the recipe makes its own data (``encoder838``): then
                      ``--dataset`` is ignored and ``data`` is None
     ``defaults``     defaults of the common options: ``epochs``, ``batch_size``, ``lr``
+                     (None: filled in by :meth:`resolve_config`, described in ``default_notes``)
     ``pictures_made`` names of the PNG files :meth:`pictures` writes (for help and tests)
     """
 
@@ -73,6 +76,7 @@ class Recipe:
     description: ClassVar[str] = ""
     uses_images: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {"epochs": 10, "batch_size": 128, "lr": 1e-3}
+    default_notes: ClassVar[dict[str, str]] = {}  # help text for defaults left None (resolve_config)
     pictures_made: ClassVar[tuple[str, ...]] = ()
 
     # ------------------------------------------------------------ the CLI side
@@ -88,6 +92,14 @@ class Recipe:
     def check_config(cls, config: dict[str, Any]) -> str | None:
         """A one-line message when an option value is invalid (the CLI exits with status 2), else None."""
         return None
+
+    @classmethod
+    def resolve_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """Fill in defaults that depend on other options (left None by the parser); default: as is.
+
+        Called after :meth:`check_config`; the run (metrics.json, checkpoints) records the result.
+        """
+        return config
 
     # -------------------------------------------------------- the training side
     def __init__(self, config: dict[str, Any], data: ImageData | None, device: str = "cpu") -> None:
@@ -143,12 +155,23 @@ class Recipe:
         """One optimizer step on ``batch`` (``(x, y)`` Tensors); returns the batch's mean loss."""
         raise NotImplementedError
 
+    def before_training(self) -> None:
+        """Called once before the first epoch (also when resuming), after :meth:`build`."""
+
     def end_epoch(self, epoch: int) -> None:
         """Called after the last step of an epoch, before :meth:`evaluate` (schedulers, phases)."""
 
     def evaluate(self, epoch: int) -> dict[str, Any]:
-        """Test-split metrics after epoch ``epoch``: must include ``test_loss`` (a float)."""
+        """Test-split metrics after epoch ``epoch``: must include ``test_loss`` (a float).
+
+        A ``"warning"`` string in the result is printed after the epoch's line (and kept in
+        metrics.json): say there what went wrong, e.g. a GAN collapsing.
+        """
         raise NotImplementedError
+
+    def epoch_pictures(self, out_dir: str, epoch: int) -> list[str]:
+        """Pictures drawn after every epoch (e.g. a GAN's samples, to watch it learn); default none."""
+        return []
 
     def final_metrics(self) -> dict[str, Any]:
         """The ``final`` block of metrics.json, with the issue's fixed names.
