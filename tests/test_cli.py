@@ -70,7 +70,7 @@ def test_train_help_lists_every_model(capsys):
         assert get_recipe(name).summary[:30] in " ".join(out.split())
 
 
-@pytest.mark.parametrize("model", ["encoder838", "ae", "conv-ae", "denoise"])
+@pytest.mark.parametrize("model", recipe_names())
 def test_model_help_shows_common_and_own_options(model, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", model, "--help"])
@@ -84,6 +84,12 @@ def test_model_help_shows_common_and_own_options(model, capsys):
         "ae": "--code-size",
         "conv-ae": "--code-channels",
         "denoise": "--noise-level",
+        "stacked-ae": "--pretrain-epochs",
+        "transfer": "--labels",
+        "vae": "--iw-samples",
+        "conv-vae": "--latent",
+        "gan": "--d-steps",
+        "dcgan": "--loss {gan,wgan-gp}",
     }
     assert own[model] in out
 
@@ -223,7 +229,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
 @pytest.mark.parametrize(
     "argv,fragment",
     [
-        (["train", "vae"], "invalid choice: 'vae'"),
+        (["train", "vqvae"], "invalid choice: 'vqvae'"),
         (["train", "ae", "--dataset", "cifar"], "invalid choice: 'cifar'"),
         (["train", "ae", "--epochs", "-1"], "--epochs: must be >= 0"),
         (["train", "ae", "--batch-size", "0"], "--batch-size: must be a positive integer"),

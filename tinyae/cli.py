@@ -3,6 +3,7 @@
     tinyae train MODEL [options]      train one model into a run directory (tinyae train --help)
     tinyae train MODEL --help         the options of that model
     tinyae eval RUN_DIR               recompute the final test metrics from the run's checkpoint
+    tinyae sample RUN_DIR --n N --out FILE   new images from a generative run (vae, conv-vae, gan, dcgan)
     tinyae info                       versions, kernels, BLAS, GPU
 
 Exit status: 0 done, 1 a runtime failure (e.g. the dataset cannot be found), 2 bad
@@ -36,6 +37,9 @@ examples:
   tinyae train encoder838 --seeds 20               the 8-3-8 encoder, and a 20-seed sweep
   tinyae train ae --resume runs/ae-20240101-120000 continue an interrupted run
   tinyae eval runs/cae                             recompute the final metrics from the checkpoint
+  tinyae train dcgan --out runs/dcgan              a DCGAN; then score it and draw from it:
+  tinyae eval runs/dcgan                           Inception Score, FID, class histogram of 10,000 samples
+  tinyae sample runs/dcgan --n 64 --out grid.png   (or --out samples.npy: float32 (N, 1, 28, 28) in [0, 1])
 
 Data: --dataset auto uses MNIST when it is found (--data-root, $TINYAE_DATA, ~/.cache/tinyae) or can
 be downloaded, else the built-in Shapes dataset (with a note saying why).
@@ -85,8 +89,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _add_common_train_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
+def _add_common_train_options(
+    p: argparse.ArgumentParser, defaults: dict[str, Any], notes: dict[str, str] | None = None
+) -> None:
     from tinyae.train.datasets import DATASETS
+
+    shown = {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in defaults.items()}
+    shown.update(notes or {})
 
     g = p.add_argument_group("training options (every model)")
     g.add_argument(
@@ -98,13 +107,11 @@ def _add_common_train_options(p: argparse.ArgumentParser, defaults: dict[str, An
     g.add_argument("--data-root", metavar="DIR", default=None, help="folder with the dataset files "
                    "(default $TINYAE_DATA, else ~/.cache/tinyae)")  # fmt: skip
     g.add_argument(
-        "--epochs", type=_nonnegative_int, default=None, help=f"epochs (default {defaults['epochs']})"
+        "--epochs", type=_nonnegative_int, default=None, help=f"epochs (default {shown['epochs']})"
     )
     g.add_argument("--batch-size", type=_positive_int, default=None,
-                   help=f"mini-batch size (default {defaults['batch_size']})")  # fmt: skip
-    g.add_argument(
-        "--lr", type=_positive_float, default=None, help=f"learning rate (default {defaults['lr']:g})"
-    )
+                   help=f"mini-batch size (default {shown['batch_size']})")  # fmt: skip
+    g.add_argument("--lr", type=_positive_float, default=None, help=f"learning rate (default {shown['lr']})")
     g.add_argument(
         "--seed", type=_nonnegative_int, default=None, help="random seed: init, shuffling, noise (default 0)"
     )
@@ -164,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"{', '.join(cls.pictures_made)}.",
             formatter_class=_Formatter,
         )
-        _add_common_train_options(p, {**cls.defaults})
+        _add_common_train_options(p, {**cls.defaults}, cls.default_notes)
         cls.add_arguments(p.add_argument_group(f"{cls.name} options"))
         p.set_defaults(recipe=cls, parser=p)
 
@@ -183,7 +190,30 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-root", metavar="DIR", default=None, help="folder with the dataset files")
     ev.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's device)")
     ev.add_argument("--json", action="store_true", help="print the final metrics as JSON only")
+    ev.add_argument(
+        "--samples",
+        type=_nonnegative_int,
+        default=None,
+        metavar="N",
+        help="generative runs: samples to score (default: the run's --score-samples)",
+    )
+    ev.add_argument("--iw-samples", type=_nonnegative_int, default=None, metavar="K",
+                    help="VAE runs: codes per test image of test_nll_iwae (default: the run's)")  # fmt: skip
     ev.set_defaults(parser=ev)
+
+    sa = sub.add_parser(
+        "sample",
+        help="draw new images from a generative run (vae, conv-vae, gan, dcgan)",
+        description="Load RUN_DIR/checkpoint.npz of a generative model and write N new images: a PNG grid "
+        "(FILE ending in .png) or a NumPy array (.npy) of float32, shape (N, C, H, W), values in [0, 1].",
+        formatter_class=_Formatter,
+    )
+    sa.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by tinyae train")
+    sa.add_argument("--n", type=_positive_int, required=True, help="how many images")
+    sa.add_argument("--out", metavar="FILE", required=True, help="where to write them: a .png or a .npy file")
+    sa.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the noise (default 0)")
+    sa.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's device)")
+    sa.set_defaults(parser=sa)
 
     info = sub.add_parser(
         "info", help="versions, active kernels, BLAS and GPU", description="Print what tinyae runs on."
@@ -265,6 +295,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     message = cls.check_config(config)
     if message:
         parser.error(message)
+    config = cls.resolve_config(config)
     config["device"] = _check_device(parser, config["device"])
 
     resume = args.resume is not None
@@ -322,7 +353,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from tinyae.data import DatasetNotFoundError
     from tinyae.train.checkpoint import CheckpointError
     from tinyae.train.loop import load_run
-    from tinyae.train.metrics import read_metrics
+    from tinyae.train.metrics import read_metrics, write_metrics
 
     parser = args.parser
     if args.device is not None:
@@ -334,6 +365,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except DatasetNotFoundError as exc:
         print(f"tinyae eval: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    for option, key in (("--samples", "score_samples"), ("--iw-samples", "iw_samples")):
+        value = getattr(args, key.replace("score_", ""))
+        if value is None:
+            continue
+        if key not in recipe.config:
+            parser.error(f"{option} does not apply to a run of {ckpt['model']!r}")
+        if key == "score_samples" and value == 1:
+            parser.error("--samples must be 0 (no scores) or at least 2, got 1")
+        recipe.config[key] = value
     final = recipe.final_metrics()
     if args.json:
         print(json.dumps(final, indent=2, default=str))
@@ -347,8 +387,51 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except (OSError, ValueError):
         stored = None
     if stored:
-        same = _same_numbers(stored, json.loads(json.dumps(final, default=str)))
+        fresh = json.loads(json.dumps(final, default=str))
+        common = [k for k in fresh if k in stored]
+        same = _same_numbers({k: stored[k] for k in common}, {k: fresh[k] for k in common})
         print("matches metrics.json" if same else "differs from metrics.json's final block")
+        added = [k for k in fresh if k not in stored]
+        if added:  # e.g. sample scores of a run trained with --score-samples 0
+            metrics = read_metrics(args.run_dir)
+            metrics["final"] = {**stored, **{k: final[k] for k in added}}
+            write_metrics(args.run_dir, metrics)
+            print(f"added to metrics.json: {', '.join(added)}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- sample
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from tinyae.data import DatasetNotFoundError
+    from tinyae.train.checkpoint import CheckpointError, read_checkpoint
+    from tinyae.train.generative import GenerativeRecipe, write_samples
+    from tinyae.train.loop import load_run
+    from tinyae.train.registry import RECIPES, get_recipe
+
+    parser = args.parser
+    if not args.out.lower().endswith((".png", ".npy")):
+        parser.error(f"--out {args.out}: the file name must end in .png (a grid) or .npy (an array)")
+    if args.device is not None:
+        args.device = _check_device(parser, args.device)
+    try:
+        model = str(read_checkpoint(args.run_dir).get("model"))
+        if not issubclass(get_recipe(model), GenerativeRecipe):
+            generative = ", ".join(m for m in RECIPES if issubclass(get_recipe(m), GenerativeRecipe))
+            parser.error(f"{args.run_dir} is a run of {model!r}, which does not generate new images; "
+                         f"sample works on runs of {generative}")  # fmt: skip
+        recipe, ckpt = load_run(args.run_dir, device=args.device)
+    except (CheckpointError, KeyError) as exc:
+        parser.error(str(exc).strip("'\""))
+    except DatasetNotFoundError as exc:
+        print(f"tinyae sample: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        parser.error(f"--out {args.out}: the folder {out_dir} does not exist")
+    write_samples(recipe, args.n, args.out, seed=args.seed)
+    print(f"wrote {args.n} samples of {model} (epoch {ckpt['epoch']}, seed {args.seed}) to {args.out}")
     return EXIT_OK
 
 
@@ -393,6 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_train(args)
     if args.command == "eval":
         return _cmd_eval(args)
+    if args.command == "sample":
+        return _cmd_sample(args)
     return _cmd_info(args)
 
 

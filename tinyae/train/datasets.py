@@ -39,6 +39,7 @@ class ImageData:
     y_test: np.ndarray
     classes: list[str] = field(default_factory=list)
     notice: str | None = None  # why `auto` did not give MNIST, if it did not
+    root: str | None = None  # the data root the files were read from (None for generated data)
 
     def train_set(self) -> TensorDataset:
         return TensorDataset(self.x_train, self.y_train)
@@ -60,7 +61,8 @@ def _limit(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.
 def _from_dataset(name: str, train: Any, test: Any, limits: tuple[int | None, int | None]) -> ImageData:
     x_train, y_train = _limit(train.data, train.targets, limits[0])
     x_test, y_test = _limit(test.data, test.targets, limits[1])
-    return ImageData(name, x_train, y_train, x_test, y_test, list(getattr(train, "classes", [])))
+    classes = list(getattr(train, "classes", []))
+    return ImageData(name, x_train, y_train, x_test, y_test, classes, root=getattr(train, "root", None))
 
 
 def _shapes(limit_train: int | None, limit_test: int | None, seed: int) -> ImageData:

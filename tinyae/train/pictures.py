@@ -20,7 +20,8 @@ import numpy as np
 
 from tinyae._atomic import atomic_write_bytes
 
-__all__ = ["bar_chart", "code_scatter", "encoder_codes", "filters", "image_rows", "loss_curves"]
+__all__ = ["animated_gif", "bar_chart", "code_scatter", "curves", "encoder_codes", "filters", "grid_array",
+           "image_rows", "loss_curves", "manifold", "sample_grid", "save_picture"]  # fmt: skip
 
 
 def _figure(width: float, height: float) -> Any:
@@ -212,5 +213,107 @@ def encoder_codes(out_dir: str, codes: np.ndarray, name: str = "codes838.png", t
     for i in range(n):
         axes[1].text(k - 0.3, i, " " + "".join(map(str, bits[i])), ha="left", va="center", fontsize=8)
     fig.suptitle(title or "8-3-8 encoder: hidden codes for the 8 one-hot inputs", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_dir, name)
+
+
+# ------------------------------------------------------------------ sample grids (Pillow, exact pixels)
+
+
+def grid_array(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.ndarray:
+    """Images (N, 1, H, W) in [0, 1] tiled into one uint8 picture, ``ncols`` per row (default ~sqrt N).
+
+    Every image keeps its pixels (no resampling); ``pad`` grey pixels separate them.
+    """
+    x = _as_images(images)  # (N, H, W)
+    n, h, w = x.shape
+    ncols = ncols or max(1, math.ceil(math.sqrt(n)))
+    nrows = max(1, math.ceil(n / ncols))
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad), 128, np.uint8)
+    tiles = np.clip(np.rint(np.nan_to_num(x, nan=0.0) * 255.0), 0, 255).astype(np.uint8)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        grid[top : top + h, left : left + w] = tiles[i]
+    return grid
+
+
+def _png_bytes(picture: np.ndarray, scale: int) -> bytes:
+    from PIL import Image
+
+    img = Image.fromarray(picture, mode="L")
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_picture(path: str, picture: np.ndarray, scale: int = 2) -> str:
+    """Write a uint8 picture (H, W) as a PNG at ``path`` (atomically), each pixel ``scale`` x ``scale``."""
+    atomic_write_bytes(path, _png_bytes(np.asarray(picture, np.uint8), scale))
+    return path
+
+
+def sample_grid(out_dir: str, name: str, images: np.ndarray, ncols: int | None = None, scale: int = 2) -> str:
+    """``images`` (N, 1, H, W) in [0, 1] as one PNG grid, pixel for pixel (no axes, no title)."""
+    save_picture(os.path.join(out_dir, name), grid_array(images, ncols), scale)
+    return name
+
+
+def animated_gif(out_dir: str, name: str, frames: Sequence[np.ndarray], ms_per_frame: int = 500,
+                 scale: int = 2) -> str:  # fmt: skip
+    """Frames (uint8 pictures of one size, e.g. from :func:`grid_array`) as a looping animated GIF."""
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("animated_gif: no frames")
+    images = [Image.fromarray(np.asarray(f, np.uint8), mode="L") for f in frames]
+    if scale > 1:
+        images = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in images]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+    atomic_write_bytes(os.path.join(out_dir, name), buf.getvalue())
+    return name
+
+
+def manifold(out_dir: str, images: np.ndarray, values: Sequence[float], name: str = "manifold.png",
+             title: str = "") -> str:  # fmt: skip
+    """A k x k grid of images decoded from a grid of 2-D codes; ``values`` label both axes (z1, z2).
+
+    ``images`` (k*k, 1, H, W) in row-major order: row i has z2 = values[k - 1 - i] (top = largest),
+    column j has z1 = values[j].
+    """
+    k = len(values)
+    grid = grid_array(images, ncols=k, pad=0)
+    h = grid.shape[0] / k
+    fig = _figure(7.0, 7.4)
+    ax = fig.add_subplot()
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=255)
+    shown = range(0, k, max(1, k // 5))  # about five labelled ticks per axis
+    ticks = [h * (i + 0.5) for i in shown]
+    ax.set_xticks(ticks, [f"{values[j]:.2f}" for j in shown], fontsize=7)
+    ax.set_yticks(ticks, [f"{values[k - 1 - i]:.2f}" for i in shown], fontsize=7)
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
+    ax.set_title(title or "decoded grid of the 2-D latent space", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_dir, name)
+
+
+def curves(out_dir: str, name: str, panels: Sequence[tuple[str, dict[str, Sequence[float]]]],
+           x: Sequence[float], xlabel: str = "step", title: str = "") -> str:  # fmt: skip
+    """Side-by-side line plots: ``panels`` = [(y label, {series name: values}), ...] over ``x``."""
+    fig = _figure(5.0 * len(panels), 4.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (ylabel, series) in zip(axes, panels):
+        for label, values in series.items():
+            ax.plot(x[: len(values)], values, label=label, linewidth=1)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, out_dir, name)

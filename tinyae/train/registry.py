@@ -25,6 +25,10 @@ RECIPES: dict[str, str] = {
     "denoise": "tinyae.train.autoencoders:DenoiseRecipe",
     "stacked-ae": "tinyae.train.stacked:StackedRecipe",
     "transfer": "tinyae.train.transfer:TransferRecipe",
+    "vae": "tinyae.train.vae:VAERecipe",
+    "conv-vae": "tinyae.train.vae:ConvVAERecipe",
+    "gan": "tinyae.train.gan:GANRecipe",
+    "dcgan": "tinyae.train.gan:DCGANRecipe",
 }
 
 
