@@ -355,7 +355,7 @@ WORKLOADS: dict[str, WorkloadSpec] = {
     "W1": WorkloadSpec("W1", "dense AE 784-256-64-256-784, MSE, Adam", 128),
     "W2": WorkloadSpec("W2", "conv AE small (2 conv + 2 convT), MSE, Adam", 128),
     "W3": WorkloadSpec("W3", "conv AE wide (3 conv + 2 convT + conv), MSE, Adam", 128),
-    "W4": WorkloadSpec("W4", "VAE 784-400-20, BCE sum + KL, Adam", 128),
+    "W4": WorkloadSpec("W4", "VAE 784-400-20, BCE (with logits) sum + KL, Adam", 128),
     "W5": WorkloadSpec("W5", "DCGAN G + D step, BCE with logits, Adam(0.5, 0.999)", 64),
 }
 
@@ -387,46 +387,18 @@ def _conv_ae_wide(nn: ModuleType) -> Any:
     )  # fmt: skip
 
 
-_VAE_CLASSES: dict[str, type] = {}
+def _vae(nn: ModuleType) -> tuple[Any, Any]:
+    """W4: the encoder and decoder of ``tinyae.models.vae.VAE`` (784-400-20, PyTorch's example), in ``nn``."""
+    from tinyae.models.vae import vae_decoder, vae_encoder
 
-
-def _vae(nn: ModuleType) -> Any:
-    """The VAE of PyTorch's example (784-400-20), as a Module subclass of ``nn.Module``."""
-    if nn.__name__ not in _VAE_CLASSES:
-
-        class VAE(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.fc1 = nn.Linear(784, 400)
-                self.fc21 = nn.Linear(400, 20)  # mu
-                self.fc22 = nn.Linear(400, 20)  # logvar
-                self.fc3 = nn.Linear(20, 400)
-                self.fc4 = nn.Linear(400, 784)
-                self.relu = nn.ReLU()
-                self.sigmoid = nn.Sigmoid()
-
-            def forward(self, x: Any, eps: Any) -> tuple[Any, Any, Any]:
-                h = self.relu(self.fc1(x))
-                mu, logvar = self.fc21(h), self.fc22(h)
-                z = mu + eps * (0.5 * logvar).exp()  # reparameterization: std = exp(logvar / 2)
-                return self.sigmoid(self.fc4(self.relu(self.fc3(z)))), mu, logvar
-
-        _VAE_CLASSES[nn.__name__] = VAE
-    return _VAE_CLASSES[nn.__name__]()
+    return vae_encoder(nn=nn), vae_decoder(nn=nn)
 
 
 def _dcgan(nn: ModuleType) -> tuple[Any, Any]:
-    g = nn.Sequential(
-        nn.Linear(100, 128 * 7 * 7), nn.Unflatten(1, (128, 7, 7)), nn.BatchNorm2d(128), nn.ReLU(),
-        nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
-        nn.ConvTranspose2d(64, 1, 4, stride=2, padding=1), nn.Tanh(),
-    )  # fmt: skip
-    d = nn.Sequential(
-        nn.Conv2d(1, 64, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
-        nn.Conv2d(64, 128, 4, stride=2, padding=1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
-        nn.Flatten(), nn.Linear(128 * 7 * 7, 1),
-    )  # fmt: skip
-    return g, d
+    """W5: the generator and discriminator of ``tinyae train dcgan``, in ``nn``."""
+    from tinyae.models.gan import dcgan_discriminator, dcgan_generator
+
+    return dcgan_generator(nn=nn), dcgan_discriminator(nn=nn)
 
 
 def initial_value(
@@ -528,17 +500,20 @@ def make_train_case(fw: Framework, wid: str, seed: int = 0, batch: int | None = 
         return TrainCase(fw, spec, {"model": model}, step, shapes)
 
     if wid == "W4":
-        model = prepare("model", _vae(nn))
-        opt = fw.optim.Adam(model.parameters(), lr=1e-3)
-        x = fw.tensor(data["x"].reshape(n, 784))
-        eps = fw.tensor(data["eps"])  # the reparameterization noise, fixed so both engines agree
+        from tinyae.models.vae import negative_elbo, reparameterize
 
-        def step() -> Any:
+        encoder, decoder = _vae(nn)
+        model = prepare("model", nn.Sequential(encoder, decoder))  # one container: .parameters(), .to()
+        opt = fw.optim.Adam(model.parameters(), lr=1e-3)
+        x = fw.tensor(data["x"])
+        eps = fw.tensor(data["eps"])  # the reparameterization noise, fixed so both engines agree
+        latent = eps.shape[1]
+
+        def step() -> Any:  # the training step of `tinyae train vae`, with eps given
             opt.zero_grad()
-            recon, mu, logvar = model(x, eps)
-            bce = F.binary_cross_entropy(recon, x, reduction="sum")
-            kl = -0.5 * (1 + logvar - mu * mu - logvar.exp()).sum()
-            loss = bce + kl
+            h = encoder(x)
+            mu, logvar = h[:, :latent], h[:, latent:]
+            loss = negative_elbo(decoder(reparameterize(mu, logvar, eps)), x, mu, logvar, F=F)[0]
             loss.backward()
             opt.step()
             return loss
