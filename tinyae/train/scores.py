@@ -30,9 +30,15 @@ The classifier is trained once per training set and cached as
 ``classifier-<dataset>-<fingerprint>.npz`` (:func:`get_scorer`); the fingerprint hashes the
 training images and labels, so a ``--limit-train`` run never reuses the full-data
 classifier, nor overwrites it. Training: Adam, batch 128, learning rate 2e-3 on a cosine to
-0, 3 epochs, random shifts of up to 2 pixels. Measured on MNIST (2-core CPU, about 3 min):
-99.1% test accuracy; without the shifts also about 99.1%, but 90% instead of 98% on test
-images moved 2 pixels diagonally, and generated digits are seldom perfectly centred.
+0, 3 epochs, random shifts of up to 2 pixels; deterministic. Measured on MNIST (2-core CPU):
+99.12% test accuracy in 144 s (244 s while another job shared the CPU; 99.13% with seed 1).
+Without the shifts 99.14%, but 90% instead of 98% on test images moved 2 pixels diagonally,
+and generated digits are seldom perfectly centred.
+
+For scale, with that classifier (10,000 images each, FID against the test split): the test
+split IS 9.67, 10,000 training images FID 1.7 (the real-data floor), the test images moved 1
+pixel FID 9.3, blurred (each pixel averaged with its 4 neighbours) FID 101, moved 2 pixels
+diagonally FID 154, uniform noise IS 1.00 and FID 1827 (all classified as an 8).
 """
 
 from __future__ import annotations
