@@ -349,6 +349,30 @@ def test_the_collapse_warning(tmp_path, capsys):
     assert "warning" not in recipe.evaluate(2)
 
 
+class _FixedScorer:
+    """Stands in for the digit classifier: every batch of samples gets the same scores."""
+
+    def __init__(self, hist):
+        self.hist = hist
+
+    def score(self, images):
+        return {"inception_score": 1.0 + sum(h > 0 for h in self.hist), "class_hist": self.hist}
+
+
+def test_the_mode_collapse_warning(tmp_path):
+    config = default_config("gan", dataset="shapes", limit_train=32, limit_test=16, batch_size=16, epochs=1,
+                            latent=4, score_samples=0)  # fmt: skip
+    recipe = train(config, str(tmp_path / "r"), quiet=True).recipe
+    recipe.segment_fakes = [0.3]
+    recipe._scorer = _FixedScorer([0.0, 0.55, 0.45])  # a class missing (and one over half)
+    record = recipe.evaluate(1)
+    assert "mode collapse: the classes of 1000 samples are 0% 55% 45%" in record["warning"]
+    assert (record["sample_class_min"], record["sample_class_max"], record["sample_is"]) == (0.0, 0.55, 3.0)
+    recipe.segment_fakes = [0.3]
+    recipe._scorer = _FixedScorer([0.3, 0.3, 0.4])
+    assert "warning" not in recipe.evaluate(2)
+
+
 def test_the_loop_prints_a_recipes_warning(tmp_path, capsys, monkeypatch):
     from tinyae.train.gan import GANRecipe
 

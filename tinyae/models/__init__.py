@@ -8,11 +8,13 @@
     transfer     TransferAutoencoder   an encoder pretrained without labels; TransferClassifier on few labels
     vae          VAE, ConvVAE          variational autoencoders: a probabilistic decoder to sample from
     gan          mlp_/dcgan_generator, mlp_/dcgan_discriminator   the two players of a GAN
+    classifier   DigitClassifier       the small CNN that scores generated digits (tinyae.train.scores)
 
 How each is trained (losses, optimizers, metrics, pictures) lives in :mod:`tinyae.train`.
 """
 
 from tinyae.models.autoencoder import Autoencoder
+from tinyae.models.classifier import DigitClassifier
 from tinyae.models.conv_ae import ConvAutoencoder
 from tinyae.models.denoise import NOISE_KINDS, DenoisingAutoencoder, make_noise
 from tinyae.models.encoder838 import Encoder838, binary_codes, one_hot_patterns
@@ -28,6 +30,7 @@ __all__ = [
     "ConvAutoencoder",
     "ConvVAE",
     "DenoisingAutoencoder",
+    "DigitClassifier",
     "Encoder838",
     "StackedAutoencoder",
     "StackedClassifier",

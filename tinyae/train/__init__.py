@@ -11,6 +11,9 @@ Files::
     pictures.py     PNGs: image rows, loss curves, code scatter, filters, bar charts, 8-3-8 codes
     progress.py     tqdm bar on a terminal, one line per epoch otherwise, nothing with --quiet
     encoder838.py, autoencoders.py   the recipes of encoder838, ae, conv-ae, denoise
+    generative.py   GenerativeRecipe: sampling, --score-samples, the cached scorer
+    vae.py, gan.py  the recipes of vae, conv-vae, gan, dcgan (--loss wgan-gp)
+    scores.py       Inception Score, FID and class histogram from a digit classifier
 
 Adding a model (e.g. ``stacked-ae``) without touching the files above
 ---------------------------------------------------------------------

@@ -32,7 +32,8 @@ steps, Adam(1e-4, betas (0.5, 0.9)), lambda = 10.
 Per epoch metrics.json records d_loss, g_loss, d_real = mean D(x) and d_fake = mean
 D(G(z)) (critic_real, critic_fake, wasserstein and gradient_penalty for WGAN-GP), the
 discriminator's loss on the test images against fixed fakes (``test_loss``) and, when
-the scoring classifier is there, the classes of 1,000 fixed-noise samples. It warns when
+the scoring classifier is there, the Inception Score (``sample_is``) and the classes of
+1,000 fixed-noise samples. It warns when
 it sees a collapse: D(G(z)) below 0.05 all epoch long (D has won; G gets no gradient), or
 a class histogram with a class missing or one class over half the samples (mode collapse).
 
@@ -356,10 +357,10 @@ class GANRecipe(GenerativeRecipe):
             )
         self.frames.append(pictures.grid_array(self.generate(N_GRID, self.eval_rng(GRID_TAG)), ncols=8))
         if getattr(self, "_scorer", None) is not None:
-            hist = self.scorer().score(self.generate(N_CHECK, self.eval_rng(CHECK_TAG)))["class_hist"]
-            record.update(
-                {"sample_class_min": min(hist), "sample_class_max": max(hist), "sample_class_hist": hist}
-            )
+            check = self.scorer().score(self.generate(N_CHECK, self.eval_rng(CHECK_TAG)))
+            hist = check["class_hist"]
+            record.update({"sample_is": check["inception_score"], "sample_class_min": min(hist),
+                           "sample_class_max": max(hist), "sample_class_hist": hist})  # fmt: skip
             if min(hist) < 0.1 / len(hist) or (len(hist) > 2 and max(hist) > 0.5):
                 shares = " ".join(f"{100 * h:.0f}%" for h in hist)
                 warnings.append(f"mode collapse: the classes of {N_CHECK} samples are {shares}")
