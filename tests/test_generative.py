@@ -331,9 +331,13 @@ def test_gan_resume_inside_an_epoch_is_exact(model, extra, tmp_path):
 def test_defaults_follow_the_loss():
     gan = default_config("dcgan")
     wgan = default_config("dcgan", loss="wgan-gp")
-    assert (gan["lr"], gan["d_steps"], gan["betas"]) == (2e-4, 1, [0.5, 0.999])
-    assert (wgan["lr"], wgan["d_steps"], wgan["betas"]) == (1e-4, 5, [0.5, 0.9])
-    assert default_config("dcgan", loss="wgan-gp", d_steps=3, lr=1e-3)["d_steps"] == 3
+    fc = default_config("gan")
+    assert (gan["lr"], gan["d_steps"], gan["betas"]) == (4e-4, 1, [0.5, 0.999])
+    assert (gan["d_lr_scale"], gan["label_smoothing"], fc["d_lr_scale"], fc["label_smoothing"]) == (0.5, 0.1, 1, 0)
+    assert (fc["lr"], wgan["lr"], wgan["d_steps"], wgan["betas"]) == (2e-4, 1e-4, 5, [0.5, 0.9])
+    assert (wgan["d_lr_scale"], wgan["label_smoothing"]) == (1.0, 0.0)
+    given = default_config("dcgan", loss="wgan-gp", d_steps=3, lr=1e-3, d_lr_scale=2.0)
+    assert (given["d_steps"], given["lr"], given["d_lr_scale"]) == (3, 1e-3, 2.0)
 
 
 def test_the_collapse_warning(tmp_path, capsys):

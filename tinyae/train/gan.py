@@ -102,6 +102,12 @@ class GANRecipe(GenerativeRecipe):
     )
     defaults = {"epochs": 30, "batch_size": 64, "lr": None}
     default_notes = {"lr": "2e-4; 1e-4 with --loss wgan-gp"}
+    # The defaults of the options left None, per --loss: the original GAN's (Goodfellow et al.;
+    # Adam as in Radford et al.) and WGAN-GP's (Gulrajani et al. 2017, Algorithm 1).
+    tuned: dict[str, dict[str, Any]] = {
+        "gan": {"lr": 2e-4, "d_steps": 1, "betas": (0.5, 0.999), "d_lr_scale": 1.0, "label_smoothing": 0.0},
+        "wgan-gp": {"lr": 1e-4, "d_steps": 5, "betas": (0.5, 0.9), "d_lr_scale": 1.0, "label_smoothing": 0.0},
+    }
     pictures_made = ("loss.png", "samples.png", "curves.png", "progress.gif")
 
     @classmethod
@@ -131,9 +137,10 @@ class GANRecipe(GenerativeRecipe):
         parser.add_argument(
             "--label-smoothing",
             type=float,
-            default=0.0,
+            default=None,
             metavar="S",
-            help="one-sided label smoothing: D's target for real images is 1 - S (default 0)",
+            help="one-sided label smoothing: D's target for real images is 1 - S "
+            f"(default {cls.tuned['gan']['label_smoothing']:g}; 0 with --loss wgan-gp)",
         )
         parser.add_argument(
             "--betas",
@@ -149,9 +156,10 @@ class GANRecipe(GenerativeRecipe):
         parser.add_argument(
             "--d-lr-scale",
             type=float,
-            default=1.0,
+            default=None,
             metavar="F",
-            help="the discriminator's learning rate is F x --lr (default 1)",
+            help="the discriminator's learning rate is F x --lr "
+            f"(default {cls.tuned['gan']['d_lr_scale']:g}; 1 with --loss wgan-gp)",
         )
         cls.add_score_arguments(parser)
 
@@ -161,26 +169,23 @@ class GANRecipe(GenerativeRecipe):
             return f"--latent must be at least 1, got {config['latent']}"
         if config["d_steps"] is not None and config["d_steps"] < 1:
             return f"--d-steps must be at least 1, got {config['d_steps']}"
-        if not 0.0 <= config["label_smoothing"] < 1.0:
+        if config["label_smoothing"] is not None and not 0.0 <= config["label_smoothing"] < 1.0:
             return f"--label-smoothing must be in [0, 1), got {config['label_smoothing']}"
         if config["betas"] is not None and not all(0.0 <= b < 1.0 for b in config["betas"]):
             return f"--betas must be in [0, 1), got {config['betas']}"
         if not config["gp_weight"] >= 0.0:
             return f"--gp-weight must be >= 0, got {config['gp_weight']}"
-        if not config["d_lr_scale"] > 0.0:
+        if config["d_lr_scale"] is not None and not config["d_lr_scale"] > 0.0:
             return f"--d-lr-scale must be > 0, got {config['d_lr_scale']}"
         return cls.check_score_config(config)
 
     @classmethod
     def resolve_config(cls, config: dict[str, Any]) -> dict[str, Any]:
-        wgan = config["loss"] == "wgan-gp"
+        """Options left None take the defaults of their ``--loss`` (:attr:`tuned`)."""
         config = dict(config)
-        if config.get("lr") is None:
-            config["lr"] = 1e-4 if wgan else 2e-4
-        if config.get("d_steps") is None:
-            config["d_steps"] = 5 if wgan else 1
-        if config.get("betas") is None:
-            config["betas"] = [0.5, 0.9] if wgan else [0.5, 0.999]
+        for key, value in cls.tuned[config["loss"]].items():
+            if config.get(key) is None:
+                config[key] = list(value) if isinstance(value, tuple) else value
         return config
 
     # ------------------------------------------------------------------- build
@@ -407,10 +412,18 @@ class DCGANRecipe(GANRecipe):
         "The DCGAN of the benchmark's W5 (Radford et al. 2016): G = Linear(100, 128x7x7), BatchNorm, ReLU, "
         "two stride-2 4x4 transposed convolutions (BatchNorm, ReLU between) and tanh; D = two stride-2 4x4 "
         "convolutions with LeakyReLU(0.2) and BatchNorm, then a Linear to one logit. Weights start from "
-        "N(0, 0.02). The same alternating training, options and pictures as gan; with --loss wgan-gp the "
-        "critic has no BatchNorm."
+        "N(0, 0.02). The same alternating training, options and pictures as gan, with a generator learning "
+        "twice as fast as the discriminator (4e-4 and 2e-4) and one-sided label smoothing 0.1 by default; "
+        "with --loss wgan-gp the critic has no BatchNorm."
     )
     defaults = {"epochs": 8, "batch_size": 64, "lr": None}
+    default_notes = {"lr": "4e-4 (the discriminator's 2e-4, --d-lr-scale 0.5); 1e-4 with --loss wgan-gp"}
+    # A generator twice as fast as the discriminator and one-sided label smoothing: in 3-epoch
+    # trials on MNIST these raised the Inception Score from 6.1 to 6.6 (docs/generative.md).
+    tuned = {
+        **GANRecipe.tuned,
+        "gan": {**GANRecipe.tuned["gan"], "lr": 4e-4, "d_lr_scale": 0.5, "label_smoothing": 0.1},
+    }
 
     def make_networks(self) -> tuple[Any, Any]:
         shape = self.data.image_shape
