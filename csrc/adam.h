@@ -13,7 +13,8 @@
 // array pass at a time, twelve passes in all; here each element is read and written once.
 // Every operation is done in T, in the twin's order, with the scalars rounded to T as NumPy
 // rounds them, so the two agree to the last bit where the compiler does not contract a*b+c
-// into one fused multiply-add (CMakeLists.txt turns contraction off for this file).
+// into one fused multiply-add (CMakeLists.txt turns contraction off for this file), and where
+// a value is subnormal (below 1.2e-38 in float32), which this kernel flushes to zero (adam.cpp).
 #pragma once
 
 #include <cstdint>

@@ -120,6 +120,27 @@ def test_nan_gradient_propagates_as_in_the_twin():
     assert np.isnan(fused[0][[3, 5]]).all() and not np.isnan(np.delete(fused[0], [3, 5])).any()
 
 
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpp_flushes_subnormals_and_leaves_the_rest_as_the_twin(dtype):
+    # A dead unit's gradient is 0 and its m decays by beta1 each step: here m and g are subnormal
+    # in the first half (the C++ kernel flushes them to zero), ordinary in the second half.
+    tiny = np.finfo(dtype).tiny
+    p, g, m, v, _ = make(1000, dtype, False, seed=3)
+    m[:500] = tiny * np.linspace(0.01, 0.9, 500).astype(dtype)
+    g[:500] = tiny * np.linspace(-0.5, 0.5, 500).astype(dtype)
+    twin, fused = copies(p, m, v, None), copies(p, m, v, None)
+    nk.adam_step(twin[0], g, *twin[1:], **scalars())
+    cpp.adam_step(fused[0], g, *fused[1:], **scalars())
+    assert (np.abs(twin[1][:500]) < tiny).all() and (twin[1][:500] != 0).any()  # the twin keeps them
+    np.testing.assert_array_equal(fused[1][:500], 0)  # m flushed
+    for a, b in zip(fused[:3], twin[:3]):
+        np.testing.assert_array_equal(a[500:], b[500:])  # ordinary values: bit for bit
+        np.testing.assert_allclose(a[:500], b[:500], rtol=0, atol=4 * tiny)
+    # The flush is local to the kernel: NumPy on this thread still produces subnormals afterwards.
+    assert np.multiply(np.asarray(tiny, dtype), dtype(0.5)) != 0
+
+
 def test_public_entry_runs_the_twin_for_strided_states_and_with_numpy_kernels():
     p, g, m, v, _ = make(40, np.float64, False)
     s = scalars()
