@@ -6,6 +6,7 @@ Layers, from the bottom up (lower never imports higher)::
     memory    host memory: freed memory kept in the process for reuse
     parallel  tinyae's CPU threads: the thread count and a loop split over it
     tensor    Tensor, Function, backward, grad, no_grad
+    viz       the autograd graph as Graphviz DOT text (and SVG/PNG)
     ops       differentiable ops, attached to Tensor as methods and operators
     kernels   im2col / col2im: NumPy twin, C++ (pybind11), CUDA
     nn        functional ops, layers, losses, init
@@ -18,7 +19,7 @@ Layers, from the bottom up (lower never imports higher)::
 import numpy as _np
 
 # nn and optim come along as torch.nn and torch.optim do; data, models, train load on demand.
-from tinyae import cuda, memory, nn, ops, optim
+from tinyae import cuda, memory, nn, ops, optim, viz
 from tinyae._info import info
 from tinyae.creation import (
     arange,
@@ -50,5 +51,5 @@ __all__ = [
     "Tensor", "arange", "cuda", "enable_grad", "full", "generator", "get_num_threads", "grad", "gradcheck",
     "gradgradcheck", "set_num_threads", "memory",
     "info", "is_grad_enabled", "manual_seed", "nn", "no_grad", "optim", "ones", "ones_like", "ops", "rand",
-    "rand_like", "randn", "randn_like", "load", "save", "tensor", "zeros", "zeros_like", *ops.__all__,
+    "rand_like", "randn", "randn_like", "load", "save", "tensor", "viz", "zeros", "zeros_like", *ops.__all__,
 ]  # fmt: skip
