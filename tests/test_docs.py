@@ -6,10 +6,13 @@
 * `mkdocs build --strict` passes (any warning fails: a missing figure, a link to a page or an
   API entry that does not exist), and every page of the built site links only to pages,
   images and anchors that exist.
+* Where Chromium is installed (Debian's `chromium` package), every built page is opened in
+  headless Chromium and must render its article with every image loaded.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -118,3 +121,51 @@ def test_built_pages_link_only_to_what_exists(site):
     assert not broken, "broken links in the built site:\n" + "\n".join(broken[:30])
     images = [r for p in parsed.values() for r in p.refs if r.endswith((".png", ".svg"))]
     assert len(images) >= 20  # the figures are there to be checked
+
+
+_RENDER = """<html><body><pre id="result">pending</pre><script>
+const pages = PAGES, out = [];
+function next(i) {
+  if (i >= pages.length) { document.getElementById("result").textContent = JSON.stringify(out); return; }
+  const f = document.createElement("iframe");
+  f.onload = () => setTimeout(() => {
+    const d = f.contentDocument, imgs = Array.from(d.images);
+    out.push({page: pages[i], article: !!d.querySelector("article"), images: imgs.length,
+              broken: imgs.filter(im => !(im.complete && im.naturalWidth > 0)).map(im => im.src)});
+    f.remove(); next(i + 1);
+  }, 200);
+  f.src = pages[i]; document.body.appendChild(f);
+}
+next(0);
+</script></body></html>
+"""
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        exe = shutil.which(name)
+        if exe:
+            return exe
+    pytest.skip("Chromium is not installed (apt-get install chromium): the pages were not rendered")
+
+
+def test_every_page_renders_with_its_figures_in_headless_chromium(site, tmp_path):
+    exe = _chromium()
+    # A page with a missing picture, to show that a broken image is caught.
+    (site / "broken-control.html").write_text('<article><img src="no-such-figure.png"></article>')
+    pages = sorted(str(p.relative_to(site)) for p in site.rglob("index.html") if p.parent.name != "search")
+    pages.append("broken-control.html")
+    wrapper = site / "render-check.html"
+    wrapper.write_text(_RENDER.replace("PAGES", json.dumps(pages)))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=60000", "--dump-dom"]
+    done = subprocess.run([exe, *flags, wrapper.as_uri()], capture_output=True, text=True, timeout=240)
+    found = re.search(r'<pre id="result">(.*?)</pre>', done.stdout, re.S)
+    assert found and found.group(1) != "pending", f"Chromium did not finish:\n{done.stderr[-2000:]}"
+    results = {r["page"]: r for r in json.loads(found.group(1))}
+    assert results.pop("broken-control.html")["broken"], "the control's missing image went unnoticed"
+    assert len(results) == len(pages) - 1
+    for page, r in results.items():
+        assert r["article"], f"{page} rendered without its article"
+        assert not r["broken"], f"{page}: images did not load: {r['broken']}"
+    assert sum(r["images"] for r in results.values()) >= 20
