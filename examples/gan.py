@@ -18,7 +18,7 @@ useful gradient).
 Data: MNIST if its files are on this machine (``$TINYAE_DATA`` or ``~/.cache/tinyae``), else the
 built-in Shapes images.
 
-Run:  python examples/gan.py [--steps N] [--quick]      (about a minute; --quick: 3 s)
+Run:  python examples/gan.py [--steps N] [--quick]      (about 35 s; --quick: 3 s)
 """
 
 import argparse

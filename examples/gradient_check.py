@@ -14,7 +14,7 @@ of 1e-6 rounding swamps the answer. So ``tinyae.gradcheck`` insists on float64.
 The script (1) runs ``tinyae.gradcheck`` on tanh(conv2d(x, w)), (2) shows it catching a wrong
 gradient, and (3) prints the finite-difference error for several eps in both dtypes.
 
-Run:  python examples/gradient_check.py [--seed N]      (a second or two)
+Run:  python examples/gradient_check.py [--seed N]      (instant)
 """
 
 import argparse

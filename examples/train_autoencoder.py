@@ -7,7 +7,7 @@ making its output match its input (no labels). Data: MNIST if its files are on t
 The script prints the training loss as it falls and the loss on held-out images before and
 after training, and exits with an error if the latter did not at least halve.
 
-Run:  python examples/train_autoencoder.py [--steps N] [--quick]      (about 20 s; --quick: 2 s)
+Run:  python examples/train_autoencoder.py [--steps N] [--quick]      (about 15 s; --quick: 1 s)
 """
 
 import argparse

@@ -14,7 +14,7 @@ built-in Shapes images. The script prints -ELBO per image as it falls, exits wit
 held-out -ELBO did not fall by a third, and saves a grid of 64 samples to ``<out>/vae_samples.png``
 when matplotlib is installed.
 
-Run:  python examples/vae.py [--steps N] [--out DIR] [--quick]      (about 40 s; --quick: 3 s)
+Run:  python examples/vae.py [--steps N] [--out DIR] [--quick]      (about 10 s; --quick: 1 s)
 """
 
 import argparse
