@@ -74,7 +74,7 @@ def batches(loader):
 distance_before = mean_image_distance()
 start, every = time.perf_counter(), max(1, steps // 10)
 d_real_sum = d_fake_sum = 0.0
-for step, (x, _labels) in enumerate(batches(loader), start=1):
+for step, (x, _) in zip(range(1, steps + 1), batches(loader)):
     real = x * 2 - 1  # [0, 1] -> [-1, 1], the range of G's tanh
     z = tinyae.randn(len(x), LATENT)
     fake = G(z)
@@ -100,8 +100,6 @@ for step, (x, _labels) in enumerate(batches(loader), start=1):
         print(f"step {step:5d}  D(x) {d_real:.3f}  D(G(z)) {d_fake:.3f}   "
               f"loss D {d_loss.item():.3f}  loss G {g_loss.item():.3f}")  # fmt: skip
         d_real_sum = d_fake_sum = 0.0
-    if step == steps:
-        break
 
 distance_after = mean_image_distance()
 print(f"{steps} steps in {time.perf_counter() - start:.1f} s")

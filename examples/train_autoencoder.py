@@ -59,7 +59,7 @@ def batches(loader):
 before = held_out_loss()
 start, running = time.perf_counter(), 0.0
 every = max(1, steps // 10)
-for step, (x, _labels) in enumerate(batches(loader), start=1):
+for step, (x, _) in zip(range(1, steps + 1), batches(loader)):
     loss = F.mse_loss(model(x), x)  # the target is the input itself
     optimizer.zero_grad()  # backward adds to .grad, so clear what the last step left there
     loss.backward()
@@ -69,8 +69,6 @@ for step, (x, _labels) in enumerate(batches(loader), start=1):
     if step % every == 0:
         print(f"step {step:5d}  training loss {running / every:.5f}")
         running = 0.0
-    if step == steps:
-        break
 
 after = held_out_loss()
 print(f"{steps} steps in {time.perf_counter() - start:.1f} s")

@@ -46,12 +46,13 @@ except tinyae.data.DatasetNotFoundError:
 print(f"data: {train}")
 loader = tinyae.data.DataLoader(train, batch_size=128, shuffle=True, seed=0)
 
-model = VAE(latent=10, hidden=256)  # 784-256-(10 mu, 10 logvar) | 10-256-784
+LATENT = 10
+model = VAE(latent=LATENT, hidden=256)  # encoder 784-256-(10 mu, 10 logvar), decoder 10-256-784
 optimizer = tinyae.optim.Adam(model.parameters(), lr=1e-3)
 
 # A fixed held-out batch and fixed noise eps: the same measurement before and after training.
 x_test = tinyae.tensor(test.data[:500])
-eps_test = tinyae.tensor(np.random.default_rng(1).standard_normal((500, 10)).astype(np.float32))
+eps_test = tinyae.tensor(np.random.default_rng(1).standard_normal((500, LATENT)).astype(np.float32))
 
 
 def held_out_elbo():
@@ -67,7 +68,7 @@ def batches(loader):
 
 before = held_out_elbo()
 start, every = time.perf_counter(), max(1, steps // 10)
-for step, (x, _labels) in enumerate(batches(loader), start=1):
+for step, (x, _) in zip(range(1, steps + 1), batches(loader)):
     logits, mu, logvar = model(x)  # draws fresh eps ~ N(0, I) from tinyae's generator
     loss, reconstruction, kl = negative_elbo(logits, x, mu, logvar)  # each summed over the batch
     loss = loss / len(x)  # per image, so the learning rate does not depend on the batch size
@@ -79,8 +80,6 @@ for step, (x, _labels) in enumerate(batches(loader), start=1):
         n = len(x)
         print(f"step {step:4d}  -ELBO {loss.item():7.2f} = reconstruction {reconstruction.item() / n:7.2f}"
               f" + KL {kl.item() / n:5.2f}   (per image, nats)")  # fmt: skip
-    if step == steps:
-        break
 
 after = held_out_elbo()
 print(f"{steps} steps in {time.perf_counter() - start:.1f} s")
@@ -96,6 +95,7 @@ except ImportError:
 else:
     with tinyae.no_grad():
         samples = model.sample(64).numpy()[:, 0]  # (64, 28, 28): decoded z ~ N(0, I)
+    # (tile row, tile column, y, x) -> (tile row, y, tile column, x): the 64 tiles side by side, 8 x 8
     grid = samples.reshape(8, 8, 28, 28).transpose(0, 2, 1, 3).reshape(8 * 28, 8 * 28)
     out = args.out or tempfile.mkdtemp(prefix="tinyae-vae-")
     os.makedirs(out, exist_ok=True)
