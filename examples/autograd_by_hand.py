@@ -40,9 +40,9 @@ params_np = {
 # --- 1. autograd: build the expression from tensors, then call backward ---------------------
 params = {name: tinyae.tensor(a, requires_grad=True) for name, a in params_np.items()}
 x, t = tinyae.tensor(x_np), tinyae.tensor(t_np)
-z = x @ params["W1"].transpose(0, 1) + params["b1"]
+z = x @ params["W1"].T + params["b1"]
 h = z.sigmoid()
-y = h @ params["w2"].transpose(0, 1) + params["b2"]
+y = h @ params["w2"].T + params["b2"]
 loss = ((y - t) ** 2).mean()
 loss.backward()
 
@@ -53,7 +53,7 @@ y_np = h_np @ w2.T + b2
 dy = 2 * (y_np - t_np) / N  # dL/dy: the mean divides by N
 dz = (dy @ w2) * h_np * (1 - h_np)  # dL/dh = dy w2, and sigmoid'(z) = h (1 - h)
 by_hand = {
-    "W1": dz.T @ x_np,  # z = x W1^T: each row of x contributes to every hidden unit
+    "W1": dz.T @ x_np,  # z = x W1^T, so dL/dW1 = dz^T x: an outer product per input, summed
     "b1": dz.sum(axis=0),  # b1 was broadcast over the batch, so its gradient sums over it
     "w2": dy.T @ h_np,
     "b2": dy.sum(axis=0),

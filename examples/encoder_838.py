@@ -46,7 +46,7 @@ for step in range(1, max_steps + 1):
     loss.backward()
     optimizer.step()
 
-    worst = float(np.abs(r.numpy() - x.numpy()).max())  # r from before this step's update
+    worst = float(np.abs(r.detach().numpy() - x.numpy()).max())  # r from before this step's update
     if step % 100 == 0 or worst < 0.1:
         print(f"step {step:5d}  loss {loss.item():.4f}  largest output error {worst:.3f}")
     if worst < 0.1:

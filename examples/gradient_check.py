@@ -27,7 +27,7 @@ import tinyae.nn.functional as F
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--seed", type=int, default=0, help="another seed, other random numbers")
-parser.add_argument("--quick", action="store_true", help="accepted for uniformity; this runs in a second")
+parser.add_argument("--quick", action="store_true", help="accepted for uniformity; this runs instantly")
 args = parser.parse_args()
 tinyae.manual_seed(args.seed)
 
