@@ -1,6 +1,6 @@
 """Benchmark conv2d / conv_transpose2d forward + backward on layers L1-L6.
 
-Three implementations of each layer of ``shared/bench/workloads.md`` (float32, full batch):
+Three implementations of each layer of ``benchmarks/workloads.py`` (float32, full batch):
 tinyae with the C++ im2col/col2im kernels, tinyae with the NumPy twin kernels, and
 PyTorch CPU when it is installed. One call = forward, then backward with a fixed upstream
 gradient, producing the gradients of the input, the weight and the bias.

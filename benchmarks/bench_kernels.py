@@ -1,6 +1,6 @@
 """Benchmark im2col / col2im (and Adam's update): C++ (tinyae._C) against the NumPy twin.
 
-Shapes are those of layers L1-L6 in ``shared/bench/workloads.md`` (float32). For a
+Shapes are those of layers L1-L6 in ``benchmarks/workloads.py`` (float32). For a
 convolution the kernels work on the layer's input image; for a transposed
 convolution (L4, L5) on its output image (col2im is its forward pass).
 
@@ -169,7 +169,7 @@ def main() -> None:
     if not cpp.AVAILABLE:
         raise SystemExit(f"cannot benchmark: {cpp.UNAVAILABLE_REASON}")
     print(f"float32, kernel threads: {get_num_threads()}, median of {args.repeats} interleaved rounds\n")
-    # The median of per-round ratios is the number to quote (workloads.md). "fresh": a new result
+    # The median of per-round ratios is the number to quote (benchmarks/README.md). "fresh": a new result
     # array per call; "out=": one preallocated, touched buffer reused (the fair kernel-vs-kernel
     # comparison; the target of issue 3 is judged on it). Faults: minor page faults per fresh call.
     print(

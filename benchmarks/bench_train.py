@@ -1,6 +1,6 @@
 """Benchmark full training steps W1-W5: tinyae against PyTorch, and peak memory per step.
 
-Each workload of ``shared/bench/workloads.md`` is built once per engine from the same
+Each workload of ``benchmarks/workloads.py`` is built once per engine from the same
 Python code (:mod:`benchmarks.workloads`), with the same initial weights and the same batch.
 One benchmarked call is one optimizer step: zero grads, forward, loss, backward, update
 (W5: one discriminator step and one generator step).

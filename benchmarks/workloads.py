@@ -1,4 +1,4 @@
-"""The reference workloads of ``shared/bench/workloads.md``, built for tinyae AND PyTorch.
+"""The reference workloads of ``benchmarks/workloads.py``, built for tinyae AND PyTorch.
 
 Everything here is written once against the PyTorch API and run on either engine
 through a small :class:`Framework` adapter (``fw.nn``, ``fw.F``, ``fw.optim``,

@@ -85,7 +85,7 @@ inline void copy_row(T* out, const T* in, int64_t n) {
 // Fast path: all KH*KW (OH, OW) blocks of one plane, from its phase-split scratch.
 // OW: the row width as a compile-time constant, or 0 for the run-time width. A constant width
 // turns each row into a fixed sequence of 16-byte copies with no loop or remainder test: on the
-// 7-, 14- and 28-wide rows of the MNIST-sized layers (L1, L3-L6 of shared/bench/workloads.md)
+// 7-, 14- and 28-wide rows of the MNIST-sized layers (L1, L3-L6 of benchmarks/workloads.py)
 // 18-29% faster on one thread; L2, bound by its 29 MB of output, unchanged. (The same for
 // col2im's adds was slower on 14-wide rows and unchanged on 7-wide ones, so it is not done there.)
 template <typename T, int OW>

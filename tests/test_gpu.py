@@ -7,7 +7,7 @@ Every test here needs CuPy and a visible GPU and is skipped otherwise, with the 
 * the hand-written CUDA ``im2col`` / ``col2im`` against the NumPy twins over a grid of
   geometries: im2col (a copy) exactly, col2im within 1e-12 relative in float64 and 1e-5 in
   float32, also with the grid-stride loop forced to wrap around;
-* one training step of each reference workload W1-W5 (``shared/bench/workloads.md``, built by
+* one training step of each reference workload W1-W5 (``benchmarks/workloads.py``, built by
   ``benchmarks/workloads.py``) from the same weights and batch on CPU and GPU: the same losses
   (float32 tolerance), the same gradients, the same loss after the optimizer update;
 * transfers: a training step copies nothing between host and GPU except the loss value that

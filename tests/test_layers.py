@@ -5,7 +5,7 @@
   PyTorch is importable, otherwise against NumPy formulas; repr text equal to PyTorch's;
 * BatchNorm: running statistics after several steps and eval mode equal PyTorch's;
 * errors at the layer boundary name the layer, the expected size and the shape given;
-* the W1-W5 models of workloads.md, written line for line as in PyTorch, build and run.
+* the W1-W5 models of benchmarks/workloads.py, written line for line as in PyTorch, build and run.
 """
 
 from __future__ import annotations
@@ -437,7 +437,7 @@ class VAE(nn.Module):
 
 
 def workload_models(nn):  # noqa: ANN001 - the tinyae.nn or torch.nn module: the same text builds both
-    """W1, W2, W3 and W5's G and D exactly as written in workloads.md."""
+    """W1, W2, W3 and W5's G and D exactly as written in benchmarks/workloads.py."""
     w1 = nn.Sequential(
         nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(),
         nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 784), nn.Sigmoid(),

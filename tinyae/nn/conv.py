@@ -111,7 +111,7 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------ workspace limit
-# 32 MB: on W1-W5 (shared/bench/workloads.md) as fast as 256 MB (per-chunk GEMMs stay large), and a
+# 32 MB: on W1-W5 (benchmarks/workloads.py) as fast as 256 MB (per-chunk GEMMs stay large), and a
 # decoder's last 3x3 conv (32 channels, 128 x 28 x 28) no longer allocates its whole 115 MB buffer.
 _DEFAULT_WORKSPACE_MB = 32.0
 
@@ -156,7 +156,7 @@ def get_workspace_limit() -> int:
 # On the CPU a chunk's columns are also kept small enough to stay in the cache between being
 # written (by im2col, or by the GEMM of a transposed conv) and read back (by the GEMM, or col2im):
 # streaming a 15-30 MB buffer through main memory twice cost up to 20% of a layer's time (L2, L3,
-# W3, W5 of shared/bench/workloads.md: 1, 2 and 4 MB chunks alike, 32 MB clearly slower), and a
+# W3, W5 of benchmarks/workloads.py: 1, 2 and 4 MB chunks alike, 32 MB clearly slower), and a
 # fresh buffer that big is new pages from the OS every time. This holds at every thread count
 # since the kernels' loops hand out work dynamically (csrc/parallel.h); with the earlier OpenMP
 # static split, many small chunks on two threads were slower than few large ones. (2, 4 and 8 MB
@@ -229,7 +229,7 @@ class _Geometry:
 # Below this many rows per group (Kg), the GEMMs run one sample at a time, reading and writing the
 # NCHW layout directly. Above it, one big GEMM over the whole batch in the channel-major layout
 # (G, C/G, N*P) is faster even with the transposing copy in and out: that copy costs about 1/Kg of
-# the multiply. (Measured on the L1-L6 shapes of bench/workloads.md: per-sample wins by up to 2x
+# the multiply. (Measured on the L1-L6 shapes of benchmarks/workloads.py: per-sample wins by up to 2x
 # for Kg = 9 or 16, one GEMM by 10-70% for Kg >= 288.)
 _PER_SAMPLE_MAX_K = 64
 
