@@ -4,9 +4,8 @@
 // Two ways to fold one plane, as im2col has two ways to unfold it:
 //  * fast path (small strides): every tap's block is added into a zeroed, phase-split scratch
 //    copy of the padded plane (phase_split.h), where its rows are contiguous runs: the adds
-//    vectorise. Then the scratch is de-interleaved into the plane, dropping the padding.
-//    (Measured on the k4 s2 p1 transposed conv of 16 samples of (128, 7, 7), one thread:
-//    0.49 ms with the strided adds below.)
+//    vectorise. Then the scratch is de-interleaved into the plane, dropping the padding
+//    (faster than the strided adds below: docs/performance.md).
 //  * general path: each tap is added with stride straight into the plane, the padding bounds
 //    computed once per tap.
 //

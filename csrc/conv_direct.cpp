@@ -15,9 +15,7 @@
 // Why these sizes: AVX-512 has 32 vector registers. 14 positions x 2 vectors of 16 channels are
 // 28 accumulators, plus 2 weight vectors and 1 broadcast input: 31. Per tap the tile does 28
 // fused multiply-adds on 2 weight loads and 14 broadcasts, so the multiply units, not the loads,
-// set the pace. Measured (one thread, W5's discriminator conv (64, 64, 14, 14) -> 128, k4 s2 p1):
-// 8.2 ms, 100 GFLOP/s, against 10.0 ms for im2col plus OpenBLAS; PyTorch's oneDNN 7.3 ms. (A first
-// version that wrote y directly instead of through the per-pass output offsets ran 7.9 ms.)
+// set the pace (about 100 GFLOP/s on one core: docs/performance.md).
 //
 // Each output element is summed by one thread in a fixed order: the result does not depend on
 // the thread count.

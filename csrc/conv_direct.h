@@ -14,9 +14,8 @@
 // weights. Every output is written once, after its whole sum; nothing else goes through memory.
 // The transposed forward runs the same tiles once per output phase; the weight gradient turns
 // them around (14 taps x 32 channels of gW, summed over every position of the batch).
-// Measured against im2col plus OpenBLAS on the layers of benchmarks/workloads.py, one thread:
-// forward 18-39% faster, transposed forward 18-28%, weight gradient 9-31% (conv_direct.cpp,
-// tinyae/nn/conv.py).
+// Their speed against im2col plus OpenBLAS, and where each is used: docs/performance.md and
+// tinyae/nn/conv.py.
 #pragma once
 
 #include <cstdint>

@@ -86,9 +86,8 @@ inline ValidRange valid_range(int64_t off, int64_t s, int64_t size, int64_t out)
 }
 
 // Small calls run on one thread: waking a worker costs microseconds, and many more when the other
-// core is busy (e.g. with BLAS threads still spinning). Counted in column elements. Measured on 2
-// cores, float32 im2col, one thread / two: 2^17.6 elements (L6) 0.056 / 0.049 ms, but 0.07 ms
-// with two threads after other engines' calls; 2^18.6 0.108 / 0.092; 2^19.6 0.211 / 0.133.
+// core is busy (e.g. with BLAS threads still spinning). Counted in column elements; the threshold
+// is where two threads start to win (docs/performance.md).
 constexpr int64_t kMinParallelWork = int64_t(1) << 18;
 
 // Threads for a call's loop over the N*C planes (its work: the column buffer's elements), at most

@@ -13,12 +13,8 @@
 //  * general path (large strides or huge padding, where that scratch would be big): a strided copy
 //    with the padding bounds computed once per kernel tap.
 //
-// Where the time goes (L2: x (128, 32, 28, 28), k3 s2 p1, float32, one thread, a reused output
-// buffer; parts timed by leaving the other out): the block copies alone ~1.8 ms, the phase split
-// alone ~1.3 ms before its one-pass de-interleave (below), the whole call now ~3.1-3.4 ms; with a
-// cache-resident column buffer (N = 2, repeated) the same work takes ~1.8 ms, so about 40% is the
-// memory traffic of the 29 MB output. Page faults play no part in steady state: a same-size freed
-// buffer is reused by the allocator (0 faults per call).
+// On big layers about 40% of the time is the memory traffic of writing the output (profile in
+// docs/performance.md).
 #include <algorithm>
 #include <cstring>
 
@@ -36,8 +32,7 @@ namespace {
 // SW: the column stride as a compile-time constant (1 or 2, the usual convolutions) or 0 for the
 // run-time stride. With a constant stride every row is de-interleaved in one pass over it (all
 // phases at once), a loop the compiler turns into vector loads and shuffles; with a run-time
-// stride it is one scalar strided loop per phase. Measured on L2 (k3 s2 p1), single-threaded with a
-// cache-resident column buffer: the scalar split was about 60% of im2col's time.
+// stride it is one scalar strided loop per phase, several times slower (docs/performance.md).
 template <typename T, int SW>
 void split_plane(const T* __restrict__ plane, T* __restrict__ scratch, const Geometry& g,
                  const SplitOffsets& at) {
@@ -84,10 +79,9 @@ inline void copy_row(T* out, const T* in, int64_t n) {
 
 // Fast path: all KH*KW (OH, OW) blocks of one plane, from its phase-split scratch.
 // OW: the row width as a compile-time constant, or 0 for the run-time width. A constant width
-// turns each row into a fixed sequence of 16-byte copies with no loop or remainder test: on the
-// 7-, 14- and 28-wide rows of the MNIST-sized layers (L1, L3-L6 of benchmarks/workloads.py)
-// 18-29% faster on one thread; L2, bound by its 29 MB of output, unchanged. (The same for
-// col2im's adds was slower on 14-wide rows and unchanged on 7-wide ones, so it is not done there.)
+// turns each row into a fixed sequence of 16-byte copies with no loop or remainder test, which is
+// faster on the 7-, 14- and 28-wide rows of MNIST-sized layers (docs/performance.md); col2im's
+// adds gained nothing from it, so it is not done there.
 template <typename T, int OW>
 TINYAE_ALWAYS_INLINE void copy_plane_fast(const T* scratch, T* col, const Geometry& g, const PhaseLayout& lay,
                                           int64_t n, int64_t c) {

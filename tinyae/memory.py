@@ -5,14 +5,13 @@ buffers, gradients, each a few MB. NumPy takes their memory from the C library's
 glibc hands big freed blocks back to the operating system (``munmap``, or trimming the top of the
 heap once more than a threshold is free there). The next array of that size is then fresh pages,
 and the first write to each 4 KB page is a page fault that the kernel serves by zeroing the page.
-Measured on a 2-core VM: about 3 microseconds a page; the DCGAN step W5 of the benchmarks took
-~7000 faults per step (28 MB of fresh pages) and the wide conv AE W3 ~5600, which is 10-15% of
-their time; a transposed conv writing a fresh 3.2 MB output spent 2.3 ms on it, twice its col2im.
+On a virtual machine that costs about 3 microseconds a page, 10-15% of a convolutional training
+step (docs/performance.md).
 
 So at import tinyae raises two glibc thresholds (``mallopt``): blocks up to 32 MB (glibc's
 maximum) come from the heap instead of their own mapping, and up to 256 MB of free memory at the
 heap's top is kept instead of returned. After the first step, every later step reuses memory that
-is already mapped: no page faults (measured 0-1 per step on W3-W5). The price: the process keeps
+is already mapped: no page faults. The price: the process keeps
 its peak footprint (``release`` hands the free part back), as PyTorch's GPU caching allocator does.
 
 The settings are process-wide. Set ``TINYAE_KEEP_FREED_MEMORY=0`` before importing tinyae to

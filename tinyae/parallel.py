@@ -9,17 +9,14 @@ with col2im, the transposing copies, the activations) ran on one core. Worse, Op
 worker threads keep spinning for about 0.1 s after each product, holding the other cores, so
 nothing else could use them either. So tinyae splits the *loops* of its big ops instead: a
 convolution's batch is cut into chunks and T threads take chunks one at a time, each running its
-chunk from start to end (unfold, multiply, fold) with BLAS on one thread. (Measured on a 2-core
-machine, a training step of the wide conv autoencoder W3 of the benchmarks: two half batches on
-two threads with single-threaded BLAS took 94 ms, one whole batch with 2-thread BLAS 140 ms.)
+chunk from start to end (unfold, multiply, fold) with BLAS on one thread (a third faster on a
+convolutional training step; docs/performance.md).
 
 :func:`parallel_for` is that loop. Inside it, BLAS libraries are held at one thread (restored
 afterwards, so NumPy code outside tinyae keeps its own setting) and the C++ kernels run serially
 (:func:`in_parallel_region` tells them). tinyae's other products go through :func:`matmul`, which
 splits a big product over the threads the same way: a single multi-threaded BLAS call would
-leave its spinning threads in the way of the next loop (measured: the DCGAN step W5, whose
-biggest linear layer ran on 2-thread BLAS between the split conv loops, took 134 ms instead of
-109).
+leave its spinning threads in the way of the next loop.
 Python threads can run in parallel here because NumPy's products and ufuncs, and tinyae's C++
 kernels, release the GIL while they work.
 """
@@ -135,9 +132,8 @@ def _cpus_for_workers() -> frozenset[int] | None:
     Why the workers keep off the caller's CPU: after the process has been idle for a few tens of
     milliseconds, a virtual machine's scheduler tends to wake a worker on the CPU the caller is
     running on (the other virtual CPU, not yet running again, looks busy to it), and the two then
-    share one core for many milliseconds before it separates them. Measured on 2 cores: a conv
-    forward took 10-11 ms in each of the calls after a 50-150 ms pause, against 5.1 ms back to
-    back; with the workers kept off the caller's CPU, 5.3-6.0 ms.
+    share one core for many milliseconds before it separates them (a conv forward twice as slow
+    after a pause; docs/performance.md).
     """
     if _sched_getcpu is None or not hasattr(os, "sched_getaffinity"):
         return None
@@ -274,12 +270,8 @@ def parallel_for(n: int, body: Callable[[int], None], threads: int | None = None
 
 # ------------------------------------------------------------------ products
 # From this many multiply-adds (M*N*K) on, a product is split over tinyae's threads; smaller ones
-# are left to BLAS and its own threads. Waking a Python thread costs ~0.1 ms on a VM, while BLAS's
-# threads, still spinning from the last product, start at once: on 2 cores a split 128x784 @
-# 784x256 (2^24.6) took 0.38 ms against 2-thread BLAS's 0.28 ms, a split 64x100 @ 100x6272 (2^25.3)
-# 0.52 against 0.44 ms alone, but in the DCGAN step W5, where the BLAS threads then spin through
-# the next conv loop, splitting that product saved 25-40 ms of 135-145. (The VAE step W4, with
-# products of that size and no conv loops, pays for it instead: 12 ms against 9.)
+# are left to BLAS and its own threads: waking a Python thread (~0.1 ms on a VM) costs more than
+# it gains below this size (docs/performance.md).
 _MIN_SPLIT_MACS = 2**25
 
 
@@ -292,9 +284,8 @@ def matmul(a: Any, b: Any) -> Any:
     products are plain ``a @ b``.
     """
     if a.ndim == 2 and b.ndim == 2 and a.shape[1] == 1 and b.shape[0] == 1:
-        # An outer product (K = 1), e.g. the input gradient of a Linear layer with one output:
-        # BLAS's product took 0.44 ms for (64, 1) @ (1, 6272), a broadcast multiply 0.04 ms (and
-        # each entry is the same single product a[i] * b[j] either way).
+        # An outer product (K = 1), e.g. the input gradient of a Linear layer with one output: a
+        # broadcast multiply is ~10x faster than BLAS here, with the same a[i] * b[j] per entry.
         return a * b
     threads = get_num_threads()
     if threads == 1 or in_parallel_region() or not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray):
@@ -317,9 +308,8 @@ def matmul(a: Any, b: Any) -> Any:
 
 
 # ------------------------------------------------------------------ elementwise
-# Below this many elements an elementwise op is not split. Measured on 2 cores, a float32 ReLU:
-# 2^18 elements 0.10 ms on one thread, 0.13 ms split in two; 2^20 0.39 / 0.37 ms; 2^21 0.97 /
-# 0.47 ms (waking a Python thread costs ~0.1 ms on a VM).
+# Below this many elements an elementwise op is not split: waking a thread would cost more than
+# it saves (docs/performance.md).
 _MIN_SPLIT_ELEMENTS = 2**20
 
 

@@ -67,17 +67,17 @@ the columns, see ``_WeightGradSum``). Inputs that need no gradient get none (a f
 is never folded). The GEMMs run at the machine's matrix-multiply peak; what PyTorch (oneDNN, no
 column buffers) saves over this design is the im2col/col2im passes, ~15% of a layer like L5.
 Splitting a stride-2 transposed conv into four stride-1 convs of its sub-kernels (one per output
-phase) was measured too: 1.5-2x slower (it needs four unfoldings of x, or 1.3x the FLOPs).
+phase) was slower (it needs four unfoldings of x, or 1.3x the FLOPs).
 
-**Direct kernels.** On a CPU with AVX-512F, a float32 conv forward with enough output
-channels and taps runs :func:`tinyae.kernels.conv2d_direct` instead: the same sums, computed in
-registers straight from x, with no column buffer and no separate product (18-39% faster than
-im2col + OpenBLAS on the benchmark layers; see ``_DIRECT_MIN_COG``). A transposed conv forward
-(and so a conv's input gradient) runs :func:`tinyae.kernels.conv_transpose2d_direct`: one such
-stride-1 sum per output phase (oy mod SH, ox mod SW), written straight into y, with no W^T @ x
-buffer and no col2im (14-31% faster; see ``_use_direct_transpose``). A weight gradient runs
-:func:`tinyae.kernels.conv2d_weight_grad_direct`, which sums each tile of gW in registers over the
-whole batch (9-31% faster; see ``_use_direct_weight_grad``). The gradients are the same ops as
+**Direct kernels.** On a CPU with AVX-512F, a float32 conv forward with enough output channels and
+taps runs :func:`tinyae.kernels.conv2d_direct` instead: the same sums, computed in registers
+straight from x, with no column buffer and no separate product (see ``_DIRECT_MIN_COG``). A
+transposed conv forward (and so a conv's input gradient) runs
+:func:`tinyae.kernels.conv_transpose2d_direct`: one such stride-1 sum per output phase (oy mod SH,
+ox mod SW), written straight into y, with no W^T @ x buffer and no col2im (see
+``_use_direct_transpose``). A weight gradient runs :func:`tinyae.kernels.conv2d_weight_grad_direct`,
+which sums each tile of gW in registers over the whole batch (see ``_use_direct_weight_grad``);
+their speed against im2col + BLAS is in docs/performance.md. The gradients are the same ops as
 above; a forward whose columns a weight gradient will reuse keeps the im2col path.
 """
 
@@ -155,13 +155,9 @@ def get_workspace_limit() -> int:
 
 # On the CPU a chunk's columns are also kept small enough to stay in the cache between being
 # written (by im2col, or by the GEMM of a transposed conv) and read back (by the GEMM, or col2im):
-# streaming a 15-30 MB buffer through main memory twice cost up to 20% of a layer's time (L2, L3,
-# W3, W5 of benchmarks/workloads.py: 1, 2 and 4 MB chunks alike, 32 MB clearly slower), and a
-# fresh buffer that big is new pages from the OS every time. This holds at every thread count
-# since the kernels' loops hand out work dynamically (csrc/parallel.h); with the earlier OpenMP
-# static split, many small chunks on two threads were slower than few large ones. (2, 4 and 8 MB
-# side by side at 2 threads: 4 MB was ahead by 2-12% on W5, L2, L3 and L5, level on W3.) On a
-# GPU, which wants few large launches, only the workspace limit applies.
+# streaming a 15-30 MB buffer through main memory twice costs up to 20% of a layer's time, and a
+# fresh buffer that big is new pages from the OS every time (docs/performance.md). On a GPU, which wants few
+# large launches, only the workspace limit applies.
 _CPU_CHUNK_BYTES = 4 * 2**20
 
 
@@ -196,9 +192,8 @@ def _for_each_chunk(chunks: list[tuple[int, int]], body: Any, like: Any) -> None
 # The forward's column buffer is kept for the weight gradient only when it is at most
 # _KEEP_COL_RATIO times the input x (which the backward keeps anyway): a 1x1 kernel, or a stride
 # at least as large as the kernel. A bigger one (a 3x3 stride-1 conv's is 9x its input, stride 2
-# 2.25x) is cheaper to recompute in the backward (one im2col, ~3% of the layer's time; measured:
-# no slower on W1-W5, where the kept buffers would be held through every later layer and add to
-# the peak). PyTorch keeps only x, too.
+# 2.25x) is cheaper to recompute in the backward (one im2col) than to hold through every later
+# layer (docs/performance.md). PyTorch keeps only x, too.
 _KEEP_COL_RATIO = 2.0
 
 
@@ -229,8 +224,7 @@ class _Geometry:
 # Below this many rows per group (Kg), the GEMMs run one sample at a time, reading and writing the
 # NCHW layout directly. Above it, one big GEMM over the whole batch in the channel-major layout
 # (G, C/G, N*P) is faster even with the transposing copy in and out: that copy costs about 1/Kg of
-# the multiply. (Measured on the L1-L6 shapes of benchmarks/workloads.py: per-sample wins by up to 2x
-# for Kg = 9 or 16, one GEMM by 10-70% for Kg >= 288.)
+# the multiply (docs/performance.md).
 _PER_SAMPLE_MAX_K = 64
 
 
@@ -241,12 +235,9 @@ def _one_gemm(kg: int) -> bool:
 
 # The direct C++ convolution (kernels.conv2d_direct: no column buffer, outputs summed in registers)
 # replaces im2col + GEMM in a forward pass when it runs in C++ here and the layer is big enough
-# for its 14-position x 32-channel register tiles. Measured on one thread against im2col +
-# OpenBLAS: 18-24% faster on L2, L3 and W5's (64, 64, 14, 14) -> 128 k4 s2 conv, 39% on W2's
-# 16 -> 32 conv; level (0.77-1.08) with one input channel (K = 9 or 16: L1, L6, W2's first conv),
-# where the GEMM path is already fast; 2x slower with one output channel (1 of 16 vector lanes
-# used: W3's last conv). Hence: at least 16 output channels per group and a dot product of at
-# least 32 terms. The forwards that hand their columns to a weight gradient keep im2col.
+# for its 14-position x 32-channel register tiles: at least 16 output channels per group (one
+# fills a single vector lane of 16) and a dot product of at least 32 terms (docs/performance.md). The
+# forwards that hand their columns to a weight gradient keep im2col.
 _DIRECT_MIN_COG = 16
 _DIRECT_MIN_KG = 32
 
@@ -259,9 +250,8 @@ def _use_direct(x: Any, geom: _Geometry, cog: int, kg: int) -> bool:
 
 # The same for a transposed conv (kernels.conv_transpose2d_direct: one stride-1 sum per output phase
 # (oy mod SH, ox mod SW), written straight into y: no W^T @ x buffer, no col2im). Its dot products
-# have Cig * ceil(KH/SH) * ceil(KW/SW) terms in the biggest phase. Measured on one thread against
-# W^T @ x + col2im: 14-31% faster on L4, L5, W5's generator conv and the W2/W3 decoder convs with
-# 16-64 output channels; 10x slower with one output channel (W5's last layer).
+# have Cig * ceil(KH/SH) * ceil(KW/SW) terms in the biggest phase; the same bounds apply
+# (docs/performance.md).
 def _use_direct_transpose(x: Any, w: Any, geom: _Geometry, cog: int) -> bool:
     (sh, sw), (kh, kw) = geom.stride, w.shape[2:]
     if cog < _DIRECT_MIN_COG or w.shape[0] // geom.groups * -(-kh // sh) * -(-kw // sw) < _DIRECT_MIN_KG:
@@ -271,10 +261,7 @@ def _use_direct_transpose(x: Any, w: Any, geom: _Geometry, cog: int) -> bool:
 
 # And for a weight gradient (kernels.conv2d_weight_grad_direct: each tile of 14 taps x 32 output
 # channels of gW summed in registers over the whole batch; no column buffer, no transposed copies
-# of gy). Measured against im2col + OpenBLAS, one and two threads: 0.69-0.91 on L2, L3, W5's
-# discriminator conv, the gradients of L4, L5 and W2's second conv; 1.6-2.5x slower for a
-# one-channel image (L1, L6: 9 or 16 taps, too few to fill a tile row of work). Hence the same
-# bounds as the forward: 16 output channels per group, 32 taps.
+# of gy), with the forward's bounds: 16 output channels per group, 32 taps (docs/performance.md).
 def _use_direct_weight_grad(img: Any, gout: Any, geom: _Geometry, kernel_hw: tuple[int, int]) -> bool:
     taps = img.shape[1] // geom.groups * kernel_hw[0] * kernel_hw[1]
     if gout.shape[1] // geom.groups < _DIRECT_MIN_COG or taps < _DIRECT_MIN_KG:
