@@ -548,7 +548,7 @@ def test_forward_columns_reused_and_image_needs_no_col2im(count_kernel_calls):
     y.sum().backward()
     assert count_kernel_calls == {**count_kernel_calls, "im2col": 1, "col2im": 0}
     with tinyae.no_grad():  # inference keeps nothing
-        fn = C.Conv2d(C._Geometry((1, 1), (1, 1), (1, 1), 1), save_col=False)
+        fn = C.Conv2dFunction(C._Geometry((1, 1), (1, 1), (1, 1), 1), save_col=False)
         fn(x, w)
         assert fn.col is None
 
@@ -562,7 +562,7 @@ def test_large_columns_recomputed_not_kept(count_kernel_calls):
     gy = rng.standard_normal(y.shape)
     y.backward(Tensor(gy))
     assert count_kernel_calls["im2col"] == 2
-    kept = C.Conv2d(C._Geometry((1, 1), (1, 1), (1, 1), 1), save_col=True)  # the same, keeping col
+    kept = C.Conv2dFunction(C._Geometry((1, 1), (1, 1), (1, 1), 1), save_col=True)  # the same, keeping col
     x2, w2 = leaves(x.numpy(), w.numpy())
     kept(x2, w2).backward(Tensor(gy))
     np.testing.assert_allclose(w.grad.numpy(), w2.grad.numpy(), rtol=1e-13, atol=1e-13)
@@ -628,7 +628,7 @@ def test_stride1_conv_transpose2d_both_forms(stride1_form, count_kernel_calls, c
     assert count_kernel_calls["col2im"] == (0 if flipped else 1)  # the flipped form never folds
     # The transposed-conv Function itself, called directly: the same output and gradients.
     tx, tw, tb = leaves(x, w, b)
-    direct = C.ConvTranspose2d(geom, y.shape[2:])(*(t for t in (tx, tw, tb) if t is not None))
+    direct = C.ConvTranspose2dFunction(geom, y.shape[2:])(*(t for t in (tx, tw, tb) if t is not None))
     direct.backward(Tensor(gy))
     np.testing.assert_allclose(direct.numpy(), y, rtol=1e-12, atol=1e-12)
     for g, d in zip(grads, [t.grad.numpy() for t in (tx, tw, tb) if t is not None]):

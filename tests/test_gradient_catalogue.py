@@ -101,11 +101,12 @@ CASES = {
     # float64 -> float32 -> float64: a linear map, so a large step loses nothing but rounding.
     "To": (lambda a: a.to(dtype=np.float32).to(dtype=np.float64), lambda: [r(4)],
            {"eps": 1e-2, "atol": 1e-5}),  # fmt: skip
-    "Linear": (lambda x, w, b: F.linear(x, w, b), lambda: [r(3, 4), r(2, 4), r(2)], {}),
-    "Conv2d": (lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
+    "LinearFunction": (lambda x, w, b: F.linear(x, w, b), lambda: [r(3, 4), r(2, 4), r(2)], {}),
+    "Conv2dFunction": (lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
                lambda: [r(2, 2, 5, 5), r(3, 2, 3, 3), r(3)], {}),  # fmt: skip
-    "ConvTranspose2d": (lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
-                        lambda: [r(2, 3, 3, 3), r(3, 2, 3, 3), r(2)], {}),  # fmt: skip
+    "ConvTranspose2dFunction": (
+        lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
+        lambda: [r(2, 3, 3, 3), r(3, 2, 3, 3), r(2)], {}),  # fmt: skip
     # stride 1, fewer input than output channels: the transposed conv runs as a conv with the kernel flipped
     "FlipKernel": (lambda x, w: F.conv_transpose2d(x, w), lambda: [r(2, 1, 4, 4), r(1, 4, 3, 3)], {}),
     "Conv2dWeightGrad": (lambda x, w: grad1((F.conv2d(x, w, stride=2) ** 2).sum(), w),

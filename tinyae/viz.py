@@ -14,8 +14,9 @@ In the picture:
 
 * a grey box is a leaf that does not require grad (data, targets, noise);
 * a blue box is a leaf that requires grad (a parameter): ``backward`` fills its ``.grad``;
-* an ellipse is an op (a Function), named as its class; each arrow carries the shape of the
-  tensor that flows along it, from the producer to the op that consumes it;
+* an ellipse is an op (a Function), named as its class (less a ``Function`` suffix); each
+  arrow carries the shape of the tensor that flows along it, from the producer to the op that
+  consumes it;
 * a green box is the tensor you asked for.
 
 ``graph(loss, backward=True)`` also differentiates ``loss`` with ``create_graph=True`` and
@@ -52,6 +53,13 @@ _STYLE = {
 
 def _shape(shape: tuple[int, ...]) -> str:
     return str(tuple(int(n) for n in shape))  # (4, 3), (8,), ()
+
+
+def _op_name(f: Function) -> str:
+    """The class name as a label: ``_BinaryCrossEntropy`` -> ``BinaryCrossEntropy``,
+    ``LinearFunction`` -> ``Linear``."""
+    name = type(f).__name__.lstrip("_")
+    return name[: -len("Function")] if name.endswith("Function") and len(name) > len("Function") else name
 
 
 def _quote(text: str) -> str:
@@ -98,7 +106,7 @@ class _Dot:
                     f"viz.graph: the op {type(f).__name__} in this graph was freed by backward(); draw the "
                     "graph before calling backward, or call backward(retain_graph=True)"
                 )
-            op = self.node(self.key(f), type(f).__name__.lstrip("_"), "op")
+            op = self.node(self.key(f), _op_name(f), "op")
             for x in getattr(f, "inputs", ()):  # a Tensor, or an Edge (an input whose values were freed)
                 if x.creator is None:
                     self.edge(self.leaf(x), op)

@@ -103,11 +103,11 @@ __all__ = [
     "linear",
     "set_workspace_limit",
     "get_workspace_limit",
-    "Conv2d",
-    "ConvTranspose2d",
+    "Conv2dFunction",
+    "ConvTranspose2dFunction",
     "Conv2dWeightGrad",
     "ChannelSum",
-    "Linear",
+    "LinearFunction",
 ]
 
 # ------------------------------------------------------------------ workspace limit
@@ -353,7 +353,7 @@ class _WeightGradSum:
 
 
 # ------------------------------------------------------------------ the Functions
-class Conv2d(Function):
+class Conv2dFunction(Function):
     """y = conv2d(x, W) + b on arrays; backward with conv_transpose2d and Conv2dWeightGrad.
 
     ``save_col``: keep the forward's column buffer for the weight gradient (when it fits the cap).
@@ -430,7 +430,7 @@ class Conv2d(Function):
         return gx, gw, gb
 
 
-class ConvTranspose2d(Function):
+class ConvTranspose2dFunction(Function):
     """y = col2im(W^T @ x) + b with an explicit output size ``out_hw``; backward with conv2d.
 
     ``x`` (N, C, H, W) may be smaller than the conv size of ``out_hw`` (when output_padding >=
@@ -440,7 +440,7 @@ class ConvTranspose2d(Function):
     later layer, for a copy that costs ~1% of the layer's time.)
     """
 
-    needs_inputs = (True, True, False)  # as Conv2d: x for dL/dW, W for dL/dx, b never
+    needs_inputs = (True, True, False)  # as Conv2dFunction: x for dL/dW, W for dL/dx, b never
 
     def __init__(self, geom: _Geometry, out_hw: tuple[int, int], x_cm: Any = None) -> None:
         self.geom, self.out_hw, self.x_cm = geom, out_hw, x_cm
@@ -515,7 +515,8 @@ class ConvTranspose2d(Function):
             acc = None
             if need_w and not is_grad_enabled() and not both_direct:
                 acc = _WeightGradSum(gy.shape, x.data, self.geom, w.shape[2:], None)
-            conv = Conv2d(self.geom, save_col=need_w and acc is None and not both_direct, weight_grad=acc)
+            save = need_w and acc is None and not both_direct
+            conv = Conv2dFunction(self.geom, save_col=save, weight_grad=acc)
             gx = _crop(conv(gy, w), x.shape[2:])
             col, conv.col = conv.col, None
             if acc is not None:
@@ -595,7 +596,7 @@ class ChannelSum(Function):
         return broadcast_to(reshape(ggb, (1, -1, 1, 1)), self.inputs[0].shape)
 
 
-class Linear(Function):
+class LinearFunction(Function):
     """y = x @ W^T + b for x (M, in), W (out, in); gx = gy @ W, gW = gy^T @ x, gb = sum of gy over M."""
 
     needs_inputs = (True, True, False)  # x for gW, W for gx, b never (``linear`` narrows it per call)
@@ -616,7 +617,7 @@ class Linear(Function):
 
 # ------------------------------------------------------------------ internal Tensor-level ops
 def _conv2d(x: Tensor, w: Tensor, b: Tensor | None, geom: _Geometry) -> Tensor:
-    """Conv2d on validated tensors; keeps its column buffer when the weight will need a gradient
+    """Conv2dFunction on validated tensors; keeps its column buffer when the weight will need a gradient
     and the buffer is small (:func:`_small_enough_to_keep`)."""
     n, c, h, wd = x.shape
     kh, kw = w.shape[2:]
@@ -625,7 +626,7 @@ def _conv2d(x: Tensor, w: Tensor, b: Tensor | None, geom: _Geometry) -> Tensor:
     save = (
         is_grad_enabled() and w.requires_grad and _small_enough_to_keep(col_bytes, x.size * x.dtype.itemsize)
     )
-    fn = Conv2d(geom, save_col=save)
+    fn = Conv2dFunction(geom, save_col=save)
     fn.needs_inputs = (w.requires_grad, x.requires_grad, False)  # x only for dL/dW, W only for dL/dx
     return fn(*((x, w) if b is None else (x, w, b)))
 
@@ -633,13 +634,13 @@ def _conv2d(x: Tensor, w: Tensor, b: Tensor | None, geom: _Geometry) -> Tensor:
 def _conv_transpose2d(
     x: Tensor, w: Tensor, b: Tensor | None, geom: _Geometry, out_hw: Any, x_cm: Any = None
 ) -> Tensor:
-    """ConvTranspose2d on validated tensors, with the output size given explicitly.
+    """ConvTranspose2dFunction on validated tensors, with the output size given explicitly.
 
     At stride 1 it may run as a conv2d with the flipped kernel instead (see :func:`_as_flipped_conv`).
     """
     if _as_flipped_conv(geom, w.shape):
         return _flipped_conv(x, w, b, geom, out_hw)
-    fn = ConvTranspose2d(geom, (int(out_hw[0]), int(out_hw[1])), x_cm=x_cm)
+    fn = ConvTranspose2dFunction(geom, (int(out_hw[0]), int(out_hw[1])), x_cm=x_cm)
     fn.needs_inputs = (w.requires_grad, x.requires_grad, False)  # x only for dL/dW, W only for dL/dx
     return fn(*((x, w) if b is None else (x, w, b)))
 
@@ -969,7 +970,7 @@ def linear(
             f"got {bias.shape}"
         )
     args = (weight,) if bias is None else (weight, bias)
-    fn = Linear()
+    fn = LinearFunction()
     fn.needs_inputs = (weight.requires_grad, x.requires_grad, False)  # x only for gW, W only for gx
     if x.ndim == 2:
         return fn(x, *args)
