@@ -91,6 +91,7 @@ from typing import Any
 from tinyae import kernels, parallel
 from tinyae.backend import get_array_module, is_cupy_array
 from tinyae.kernels import out_size
+from tinyae.nn._args import int_arg, pair_arg
 from tinyae.ops.arithmetic import matmul
 from tinyae.ops.index import getitem
 from tinyae.ops.shape import broadcast_to, pad, reshape, squeeze, transpose, unsqueeze
@@ -745,31 +746,6 @@ def _tensors(op: str, x: Any, weight: Any, bias: Any) -> tuple[Tensor, Tensor, T
     return x, weight, bias
 
 
-def _int_arg(op: str, name: str, v: Any, minimum: int) -> int:
-    if isinstance(v, bool) or not hasattr(v, "__index__"):
-        raise TypeError(f"{op}: argument '{name}' must be an int, got {type(v).__name__}")
-    v = int(v)
-    if v < minimum:
-        what = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"{op}: argument '{name}' must be {what}, got {v}")
-    return v
-
-
-def _pair(op: str, name: str, v: Any, minimum: int) -> tuple[int, int]:
-    """An int or an (h, w) pair of ints, each >= ``minimum``."""
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{op}: argument '{name}' must be an int or a pair of ints, got {tuple(v)}")
-        h, w = v
-    else:
-        h = w = v
-    try:
-        return _int_arg(op, name, h, minimum), _int_arg(op, name, w, minimum)
-    except ValueError:
-        what = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"{op}: argument '{name}' must be {what}, got {v!r}") from None
-
-
 def _check_input(op: str, x: Tensor) -> bool:
     """Check x is (N, C, H, W) or unbatched (C, H, W); return whether it is unbatched."""
     if x.ndim not in (3, 4):
@@ -795,7 +771,7 @@ def _check_bias(op: str, bias: Tensor | None, n_out: int, weight: Tensor) -> Non
 
 
 def _check_groups(op: str, groups: Any, channels: dict[str, int]) -> int:
-    groups = _int_arg(op, "groups", groups, 1)
+    groups = int_arg(op, "groups", groups, 1)
     for what, c in channels.items():
         if c % groups:
             raise ValueError(f"{op}: groups={groups} must divide the {what}, got {c}")
@@ -828,8 +804,8 @@ def conv2d(
     _check_weight(op, weight, "(C_out, C_in/groups, KH, KW)")
     c_out, cg, kh, kw = weight.shape
     _check_bias(op, bias, c_out, weight)
-    stride = _pair(op, "stride", stride, 1)
-    dilation = _pair(op, "dilation", dilation, 1)
+    stride = pair_arg(op, "stride", stride, 1)
+    dilation = pair_arg(op, "dilation", dilation, 1)
     groups = _check_groups(op, groups, {"output channels (weight.shape[0])": c_out})
     if x.shape[1] != cg * groups:
         raise ValueError(
@@ -853,7 +829,7 @@ def conv2d(
                 f"{op}: argument 'padding' must be an int, a pair, 'same' or 'valid', got {padding!r}"
             )
     else:
-        padding = _pair(op, "padding", padding, 0)
+        padding = pair_arg(op, "padding", padding, 0)
 
     geom = _Geometry(stride, padding, dilation, groups)
     oh, ow = geom.conv_out(x.shape[2], x.shape[3], kh, kw)
@@ -898,11 +874,11 @@ def conv_transpose2d(
     c_in, cog, kh, kw = weight.shape
     groups = _check_groups(op, groups, {"input channels (weight.shape[0])": c_in})
     _check_bias(op, bias, cog * groups, weight)
-    stride = _pair(op, "stride", stride, 1)
-    dilation = _pair(op, "dilation", dilation, 1)
+    stride = pair_arg(op, "stride", stride, 1)
+    dilation = pair_arg(op, "dilation", dilation, 1)
     if isinstance(padding, str):
         raise ValueError(f"{op}: argument 'padding' must be an int or a pair of ints, got {padding!r}")
-    padding = _pair(op, "padding", padding, 0)
+    padding = pair_arg(op, "padding", padding, 0)
     if x.shape[1] != c_in:
         raise ValueError(
             f"{op}: input has {x.shape[1]} channels but weight {weight.shape} expects {c_in} "
@@ -920,7 +896,7 @@ def conv_transpose2d(
             size = size[-2:]
         if len(size) != 2:
             raise ValueError(f"{op}: argument 'output_size' must be (H_out, W_out), got {tuple(output_size)}")
-        size = tuple(_int_arg(op, "output_size", s, 1) for s in size)
+        size = tuple(int_arg(op, "output_size", s, 1) for s in size)
         for axis in range(2):
             lo, hi = min_size[axis], min_size[axis] + stride[axis] - 1
             if not lo <= size[axis] <= hi:
@@ -930,7 +906,7 @@ def conv_transpose2d(
                     f"axis {axis} must be in [{lo}, {hi}]"
                 )
     else:
-        output_padding = _pair(op, "output_padding", output_padding, 0)
+        output_padding = pair_arg(op, "output_padding", output_padding, 0)
         for axis in range(2):
             if output_padding[axis] >= max(stride[axis], dilation[axis]):
                 raise ValueError(

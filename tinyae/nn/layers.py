@@ -25,6 +25,7 @@ import numpy as np
 from tinyae import backend
 from tinyae.nn import functional as F
 from tinyae.nn import init
+from tinyae.nn._args import int_arg, pair_arg
 from tinyae.nn.dropout import check_probability
 from tinyae.nn.module import Module, Parameter
 from tinyae.tensor import Tensor
@@ -36,21 +37,6 @@ __all__ = [
 
 
 # ------------------------------------------------------------------ helpers
-def _int(layer: str, name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{layer}: {name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{layer}: {name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _pair(layer: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
-    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(items) != 2:
-        raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
-    return _int(layer, name, items[0], minimum), _int(layer, name, items[1], minimum)
-
-
 def _empty(shape: tuple[int, ...], dtype: Any) -> Tensor:
     """A zero tensor to be filled by an initialiser (float32 unless ``dtype`` says otherwise)."""
     return Tensor(np.zeros(shape, dtype=backend.DEFAULT_DTYPE if dtype is None else np.dtype(dtype)))
@@ -93,8 +79,8 @@ class Linear(Module):
         self, in_features: int, out_features: int, bias: bool = True, device: Any = None, dtype: Any = None
     ) -> None:
         super().__init__()
-        self.in_features = _int("Linear", "in_features", in_features)
-        self.out_features = _int("Linear", "out_features", out_features)
+        self.in_features = int_arg("Linear", "in_features", in_features, 1)
+        self.out_features = int_arg("Linear", "out_features", out_features, 1)
         out = self.out_features
         _weight_and_bias(self, (out, self.in_features), out if bias else None, device, dtype)
 
@@ -139,16 +125,16 @@ class _ConvNd(Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        self.in_channels = _int(name, "in_channels", in_channels)
-        self.out_channels = _int(name, "out_channels", out_channels)
-        self.groups = _int(name, "groups", groups)
+        self.in_channels = int_arg(name, "in_channels", in_channels, 1)
+        self.out_channels = int_arg(name, "out_channels", out_channels, 1)
+        self.groups = int_arg(name, "groups", groups, 1)
         for what, c in (("in_channels", self.in_channels), ("out_channels", self.out_channels)):
             if c % self.groups:
                 raise ValueError(f"{name}: {what}={c} must be divisible by groups={self.groups}")
-        self.kernel_size = _pair(name, "kernel_size", kernel_size, 1)
-        self.stride = _pair(name, "stride", stride, 1)
-        self.dilation = _pair(name, "dilation", dilation, 1)
-        self.output_padding = _pair(name, "output_padding", output_padding, 0)
+        self.kernel_size = pair_arg(name, "kernel_size", kernel_size, 1)
+        self.stride = pair_arg(name, "stride", stride, 1)
+        self.dilation = pair_arg(name, "dilation", dilation, 1)
+        self.output_padding = pair_arg(name, "output_padding", output_padding, 0)
         if isinstance(padding, str):
             if self.transposed or padding not in ("same", "valid"):
                 allowed = "an int or a pair" if self.transposed else "an int, a pair, 'same' or 'valid'"
@@ -157,7 +143,7 @@ class _ConvNd(Module):
                 raise ValueError(f"{name}: padding='same' is not supported for strided convolutions")
             self.padding: tuple[int, int] | str = padding
         else:
-            self.padding = _pair(name, "padding", padding, 0)
+            self.padding = pair_arg(name, "padding", padding, 0)
         if padding_mode != "zeros":
             raise ValueError(f"{name}: only padding_mode='zeros' is supported, got {padding_mode!r}")
         self.padding_mode = padding_mode
@@ -279,7 +265,7 @@ class _BatchNorm(Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        self.num_features = _int(name, "num_features", num_features)
+        self.num_features = int_arg(name, "num_features", num_features, 1)
         if momentum is not None and not 0 <= momentum <= 1:
             raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum!r}")
         self.eps = eps

@@ -29,6 +29,7 @@ import numpy as np
 
 from tinyae import backend
 from tinyae.kernels import col2im, im2col
+from tinyae.nn._args import pair_arg
 from tinyae.ops.shape import broadcast_to, reshape
 from tinyae.tensor import Function, Tensor
 
@@ -36,19 +37,6 @@ __all__ = ["avg_pool2d", "interpolate", "max_pool2d", "upsample"]
 
 
 # ------------------------------------------------------------ arguments
-def _pair(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints, each >= ``minimum``, as a pair."""
-    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(items) != 2:
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    for v in items:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-        if v < minimum:
-            raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
-    return int(items[0]), int(items[1])
-
-
 def _check_input(op: str, x: Any) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
@@ -64,10 +52,11 @@ class _PoolConfig:
     def __init__(
         self, op: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any
     ) -> None:
-        self.kh, self.kw = _pair(op, "kernel_size", kernel_size, 1)
-        self.sh, self.sw = _pair(op, "stride", kernel_size if stride is None or stride == () else stride, 1)
-        self.ph, self.pw = _pair(op, "padding", padding, 0)
-        self.dh, self.dw = _pair(op, "dilation", dilation, 1)
+        self.kh, self.kw = pair_arg(op, "kernel_size", kernel_size, 1)
+        stride = kernel_size if stride is None or stride == () else stride  # PyTorch's default
+        self.sh, self.sw = pair_arg(op, "stride", stride, 1)
+        self.ph, self.pw = pair_arg(op, "padding", padding, 0)
+        self.dh, self.dw = pair_arg(op, "dilation", dilation, 1)
         # As PyTorch: a window may not lie entirely in the padding.
         for p, k, d in ((self.ph, self.kh, self.dh), (self.pw, self.kw, self.dw)):
             if p > (d * (k - 1) + 1) // 2:
@@ -295,7 +284,7 @@ def interpolate(
                          f"scale_factor={scale_factor!r})")  # fmt: skip
     n, c, h, w = input.shape
     if size is not None:
-        oh, ow = _pair(op, "size", size, 1)
+        oh, ow = pair_arg(op, "size", size, 1)
         scales: tuple[float | None, float | None] = (None, None)
     else:
         factors = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
