@@ -14,6 +14,12 @@ Layers, from the bottom up (lower never imports higher)::
     data      datasets, DataLoader, noise
     models    the lecture's autoencoders
     train     training loops, metrics, pictures; cli is the ``tinyae`` command
+
+One process-wide effect of ``import tinyae``: on glibc (Linux) it raises two ``malloc``
+thresholds so that memory freed by one training step is reused by the next instead of being
+returned to the OS and faulted back in (:mod:`tinyae.memory`). The process then keeps its peak
+footprint until ``tinyae.memory.release()``. To leave the C library's settings alone, set
+``TINYAE_KEEP_FREED_MEMORY=0`` before importing tinyae.
 """
 
 import numpy as _np
