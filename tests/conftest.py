@@ -44,3 +44,38 @@ def restore_num_threads():
     previous = tinyae.get_num_threads()
     yield previous
     tinyae.set_num_threads(previous)
+
+
+# ------------------------------------------------------------------ what did not run
+# A closing summary of the skipped tests, grouped by what would make them run, so that a quiet
+# "650 skipped" cannot hide that, say, no comparison against PyTorch ran.
+_WHY = (
+    ("torch", "comparisons against PyTorch (install it: pip install torch==2.13.0)"),
+    ("GPU", "GPU tests (need CuPy and an NVIDIA GPU)"),
+    ("cupy", "GPU tests (need CuPy and an NVIDIA GPU)"),
+    ("TINYAE_DATA", "real-MNIST tests (set TINYAE_DATA to the folder of the four IDX files)"),
+    ("Chromium", "page rendering of the docs site (apt-get install chromium)"),
+    ("Graphviz", "Graphviz drawings (apt-get install graphviz)"),
+    ("dot program", "Graphviz drawings (apt-get install graphviz)"),
+)
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    return str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    groups: dict[str, int] = {}
+    for report in skipped:
+        reason = _skip_reason(report)
+        label = next((what for key, what in _WHY if key in reason), None)
+        if label is None:
+            label = "other: " + reason.removeprefix("Skipped: ")[:100]
+        groups[label] = groups.get(label, 0) + 1
+    terminalreporter.section("what did not run")
+    for label, count in sorted(groups.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{count:5d}  {label}")
