@@ -25,7 +25,7 @@ import pytest
 
 import tinyae
 import tinyae.nn.functional as F
-from tinyae.tensor import Function
+from tinyae.tensor import Function, _topological_order
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "gradients.md"
 ABSTRACT = {"_Binary"}  # shared base classes, never instantiated
@@ -132,15 +132,7 @@ CASES = {
 
 
 def ops_in_graph(*ys: tinyae.Tensor) -> set[str]:
-    names, seen, stack = set(), set(), [y.creator for y in ys if y.creator is not None]
-    while stack:
-        f = stack.pop()
-        if id(f) in seen:
-            continue
-        seen.add(id(f))
-        names.add(type(f).__name__)
-        stack.extend(x.creator for x in getattr(f, "inputs", ()) if x.creator is not None)
-    return names
+    return {type(f).__name__ for f in _topological_order([y.creator for y in ys if y.creator is not None])}
 
 
 def catalogue_names() -> set[str]:

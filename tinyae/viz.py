@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tinyae._atomic import atomic_write_bytes, atomic_write_text
-from tinyae.tensor import Edge, Function, Tensor, grad
+from tinyae.tensor import Function, Tensor, _topological_order, grad
 
 __all__ = ["graph"]
 
@@ -95,9 +95,7 @@ class _Dot:
 
     def walk(self, root: Function) -> str:
         """Add ``root`` and every op and leaf behind it; returns root's node name."""
-        stack = [root]
-        while stack:
-            f = stack.pop()
+        for f in _topological_order([root]):  # the order backward walks, each op once
             if id(f) in self.ops:
                 continue
             self.ops.add(id(f))
@@ -107,12 +105,11 @@ class _Dot:
                     "graph before calling backward, or call backward(retain_graph=True)"
                 )
             op = self.node(self.key(f), _op_name(f), "op")
-            for x in getattr(f, "inputs", ()):  # a Tensor, or an Edge (an input whose values were freed)
+            for x in f.inputs:  # a Tensor, or an Edge (an input whose values were freed)
                 if x.creator is None:
                     self.edge(self.leaf(x), op)
                 else:
                     self.edge(self.key(x.creator), op, _shape(x.shape))
-                    stack.append(x.creator)
         return self.key(root)
 
     def text(self) -> str:
@@ -174,21 +171,13 @@ def graph(
     return text
 
 
-def _leaves(tensors: tuple[Tensor, ...]) -> list[Tensor]:
-    """The leaves that require grad, in the order the walk met them (each once)."""
-    seen: dict[int, Tensor] = {}
-    stack: list[Tensor | Edge] = list(tensors)
-    visited: set[int] = set()
-    while stack:
-        x = stack.pop()
-        if x.creator is not None:
-            f = x.creator
-            if id(f) not in visited:
-                visited.add(id(f))
-                stack.extend(reversed(getattr(f, "inputs", ())))
-        elif x.requires_grad:
-            seen.setdefault(id(x), x)
-    return list(seen.values())
+def _leaves(t: Tensor) -> list[Tensor]:
+    """The leaves behind ``t`` that require grad, each once."""
+    if t.creator is None:
+        return [t] if t.requires_grad else []
+    found = {id(x): x for f in _topological_order([t.creator]) for x in getattr(f, "inputs", ())
+             if x.creator is None and x.requires_grad}  # fmt: skip
+    return list(found.values())
 
 
 def _draw_gradients(dot: _Dot, tensors: tuple[Tensor, ...], label_of: Mapping[int, str]) -> None:
@@ -196,7 +185,7 @@ def _draw_gradients(dot: _Dot, tensors: tuple[Tensor, ...], label_of: Mapping[in
         if t.size != 1:
             raise ValueError(f"viz.graph: backward=True needs one-element tensors; argument {i} has shape "
                              f"{_shape(t.shape)}")  # fmt: skip
-        leaves = _leaves((t,))
+        leaves = _leaves(t)
         if not leaves:
             raise ValueError(f"viz.graph: backward=True, but argument {i} depends on no leaf that "
                              "requires grad")  # fmt: skip
