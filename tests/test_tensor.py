@@ -586,3 +586,43 @@ def test_memory_does_not_grow_across_training_steps():
         tracemalloc.stop()
     # One kept activation per step would be 20 x 256 x 128 x 8 B ~ 5 MB; 24 loss tensors are ~20 kB.
     assert grown < 200_000, f"memory grew by {grown} bytes over 20 steps"
+
+
+# ------------------------------------------------- post-accumulate-grad hooks
+def test_post_accumulate_hook_sees_the_final_gradient_once():
+    w = ta.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    x = ta.tensor([0.5, -1.0, 2.0])
+    seen = []
+    w.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.numpy().copy()))
+    ((w * x).sum() + (w * w).sum() + w.sum()).backward()  # w feeds three Functions
+    assert len(seen) == 1
+    np.testing.assert_allclose(seen[0], x.numpy() + 2 * w.numpy() + 1)
+
+
+def test_post_accumulate_hook_fires_before_earlier_layers_finish():
+    w1 = ta.tensor(np.ones((3, 3)), requires_grad=True)
+    w2 = ta.tensor(np.ones((3, 3)), requires_grad=True)
+    events = []
+    w1.register_post_accumulate_grad_hook(lambda t: events.append("w1"))
+    w2.register_post_accumulate_grad_hook(lambda t: events.append("w2"))
+    x = ta.tensor(np.ones((2, 3)))
+    ((x @ w1).exp() @ w2).sum().backward()
+    assert events == ["w2", "w1"]  # the last layer's gradient is ready first
+
+
+def test_post_accumulate_hook_remove_and_scope():
+    w = ta.tensor([1.0, 2.0], requires_grad=True)
+    calls = []
+    handle = w.register_post_accumulate_grad_hook(lambda t: calls.append(1))
+    ta.grad((w * w).sum(), w)  # grad() does not touch .grad, so no hook
+    assert calls == []
+    w.sum().backward()  # w is fed by one Function
+    assert calls == [1]
+    handle.remove()
+    handle.remove()  # twice is harmless
+    (w * 2).sum().backward()
+    assert calls == [1]
+    with pytest.raises(RuntimeError, match="leaf"):
+        (w * 2).register_post_accumulate_grad_hook(print)
+    with pytest.raises(TypeError, match="callable"):
+        w.register_post_accumulate_grad_hook(3)

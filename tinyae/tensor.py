@@ -201,6 +201,22 @@ class Tensor:
         self.requires_grad = requires_grad
         return self
 
+    def register_post_accumulate_grad_hook(self, hook: Any) -> HookHandle:
+        """Call ``hook(self)`` once per ``backward``, after this leaf's ``.grad`` is final.
+
+        As in PyTorch. Data-parallel training uses it to start averaging a parameter's
+        gradient while backward is still running for the layers below it. Returns a
+        handle whose ``remove()`` unregisters the hook.
+        """
+        if self.creator is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors have a final .grad")
+        if not callable(hook):
+            raise TypeError(
+                f"register_post_accumulate_grad_hook: hook must be callable, got {type(hook).__name__}"
+            )
+        hooks = self.__dict__.setdefault("_grad_hooks", {})
+        return HookHandle(hooks, hook)
+
     def retain_grad(self) -> Tensor:
         """Keep ``.grad`` for this non-leaf tensor after ``backward`` (as PyTorch)."""
         self._retains_grad = True
@@ -248,6 +264,23 @@ class Tensor:
                 )
             grad = Tensor(backend.get_array_module(self.data).ones_like(self.data))
         run_backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
+
+
+class HookHandle:
+    """What ``register_post_accumulate_grad_hook`` returns: ``remove()`` unregisters."""
+
+    _next_id = 0
+    active = 0  # hooks registered on any tensor; 0 lets backward skip the bookkeeping
+
+    def __init__(self, hooks: dict, hook: Any) -> None:
+        HookHandle._next_id += 1
+        self.id, self._hooks = HookHandle._next_id, hooks
+        hooks[self.id] = hook
+        HookHandle.active += 1
+
+    def remove(self) -> None:
+        if self._hooks.pop(self.id, None) is not None:
+            HookHandle.active -= 1
 
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: Any = None) -> Tensor:
@@ -467,6 +500,7 @@ def run_backward(
             roots.append(y.creator)
 
     order = _topological_order(roots)
+    hooked = _hooked_leaves(order, outputs) if HookHandle.active and wanted is None else {}
     with _SetGradEnabled(create_graph):
         for f in order:
             if getattr(f, "_released", False):
@@ -486,12 +520,47 @@ def run_backward(
                 gys.append(gy)
             if any(g is not None for g in gys):
                 _backward_one(f, gys, grads, wanted, leaf_grads)
+            if hooked:
+                _count_down_hooks(f, hooked)
             if not retain_graph:
                 f.release()
+        for x, pending in list(hooked.values()):  # leaves that were roots themselves
+            if pending == 0 and x.grad is not None:
+                _fire_hooks(x)
 
     if wanted is None:
         return None
     return [leaf_grads.get(id(t)) for t in inputs]
+
+
+def _hooked_leaves(order: list[Function], outputs: Sequence[Tensor]) -> dict[int, list]:
+    """For each leaf with hooks: [leaf, how many Function inputs will still deliver to it]."""
+    hooked: dict[int, list] = {}
+    for y in outputs:
+        if y.creator is None and y.__dict__.get("_grad_hooks"):
+            hooked.setdefault(id(y), [y, 0])
+    for f in order:
+        for x, need in zip(getattr(f, "inputs", ()), getattr(f, "needs_input_grad", ())):
+            if need and x.creator is None and x.__dict__.get("_grad_hooks"):
+                hooked.setdefault(id(x), [x, 0])[1] += 1
+    return hooked
+
+
+def _count_down_hooks(f: Function, hooked: dict[int, list]) -> None:
+    """After ``f``'s backward: fire the hooks of leaves that no later Function feeds."""
+    for x, need in zip(f.inputs, f.needs_input_grad):
+        entry = hooked.get(id(x)) if need else None
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del hooked[id(x)]
+                if x.grad is not None:
+                    _fire_hooks(x)
+
+
+def _fire_hooks(x: Tensor) -> None:
+    for hook in list(x._grad_hooks.values()):
+        hook(x)
 
 
 def _backward_one(f: Function, gys: list, grads: dict, wanted: dict | None, leaf_grads: dict) -> None:
