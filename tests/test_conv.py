@@ -14,8 +14,10 @@ import pytest
 
 import tinyae
 from tinyae import kernels
+from tinyae.kernels import conv_gemm, conv_plan
 from tinyae.nn import conv as C
-from tinyae.nn.conv import conv2d, conv_transpose2d, linear
+from tinyae.nn.conv import conv2d, conv_transpose2d
+from tinyae.nn.linear import linear
 from tinyae.tensor import Tensor
 
 # --------------------------------------------------------------------------- references
@@ -139,7 +141,7 @@ def convt_out_ok(x, w, kw):
 @pytest.fixture(params=["per_sample", "one_gemm"])
 def gemm_path(request, monkeypatch):
     """Force either GEMM strategy (normally chosen by the rows per group, Kg), so both are tested."""
-    monkeypatch.setattr(C, "_PER_SAMPLE_MAX_K", 10**9 if request.param == "per_sample" else 0)
+    monkeypatch.setattr(conv_gemm, "PER_SAMPLE_MAX_K", 10**9 if request.param == "per_sample" else 0)
     return request.param
 
 
@@ -498,12 +500,12 @@ def test_chunked_equals_unchunked(gemm_path, kind, count_kernel_calls, restore_w
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_cpu_chunks_are_cache_sized(threads, count_kernel_calls, monkeypatch, restore_num_threads):
-    """On the CPU no column buffer exceeds _CPU_CHUNK_BYTES (or one sample's), at any thread count."""
+    """On the CPU no column buffer exceeds CPU_CHUNK_BYTES (or one sample's), at any thread count."""
     rng = np.random.default_rng(27)
     arrays = rng.standard_normal((6, 4, 9, 8)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
     y, grads, _ = forward_backward(conv2d, *arrays, dict(padding=1))
     one_sample = 4 * 9 * 9 * 8 * 8  # rows * OH * OW * 8 bytes
-    monkeypatch.setattr(C, "_CPU_CHUNK_BYTES", 2 * one_sample)
+    monkeypatch.setattr(conv_gemm, "CPU_CHUNK_BYTES", 2 * one_sample)
     count_kernel_calls.update(im2col=0, col2im=0, max_col_bytes=0)
     tinyae.set_num_threads(threads)
     y2, grads2, _ = forward_backward(conv2d, *arrays, dict(padding=1))
@@ -548,12 +550,12 @@ def test_forward_columns_reused_and_image_needs_no_col2im(count_kernel_calls):
     y.sum().backward()
     assert count_kernel_calls == {**count_kernel_calls, "im2col": 1, "col2im": 0}
     with tinyae.no_grad():  # inference keeps nothing
-        fn = C.Conv2dFunction(C._Geometry((1, 1), (1, 1), (1, 1), 1), save_col=False)
+        fn = C.Conv2dFunction(C.Geometry((1, 1), (1, 1), (1, 1), 1))
         fn(x, w)
         assert fn.col is None
 
 
-def test_large_columns_recomputed_not_kept(count_kernel_calls):
+def test_large_columns_recomputed_not_kept(count_kernel_calls, monkeypatch):
     """A 3x3 stride-1 conv's buffer is 9x its input: the backward unfolds x again instead."""
     rng = np.random.default_rng(21)
     x, w = leaves(rng.standard_normal((2, 3, 8, 8)), rng.standard_normal((4, 3, 3, 3)))
@@ -562,9 +564,11 @@ def test_large_columns_recomputed_not_kept(count_kernel_calls):
     gy = rng.standard_normal(y.shape)
     y.backward(Tensor(gy))
     assert count_kernel_calls["im2col"] == 2
-    kept = C.Conv2dFunction(C._Geometry((1, 1), (1, 1), (1, 1), 1), save_col=True)  # the same, keeping col
+    monkeypatch.setattr(conv_plan, "KEEP_COL_RATIO", 100.0)  # the same, keeping col
     x2, w2 = leaves(x.numpy(), w.numpy())
-    kept(x2, w2).backward(Tensor(gy))
+    y2 = conv2d(x2, w2, padding=1)
+    assert y2.creator.col is not None
+    y2.backward(Tensor(gy))
     np.testing.assert_allclose(w.grad.numpy(), w2.grad.numpy(), rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(x.grad.numpy(), x2.grad.numpy(), rtol=1e-13, atol=1e-13)
 
@@ -590,7 +594,7 @@ def test_frozen_weight_keeps_no_columns(count_kernel_calls):
 
 
 # --------------------------------------------------------------------------- stride 1: the flipped kernel
-# At stride 1 a transposed conv may run as a conv2d with the flipped kernel (C._as_flipped_conv picks
+# At stride 1 a transposed conv may run as a conv2d with the flipped kernel (conv_plan.as_flipped_conv picks
 # it when the transposed conv has fewer input than output channels). Both forms are checked on the
 # same grid, against the loops, central differences and each other.
 FLIP_GRID = [
@@ -603,8 +607,8 @@ FLIP_GRID = [
 @pytest.fixture(params=["flipped", "transposed"])
 def stride1_form(request, monkeypatch):
     """Force one form of every stride-1 transposed conv (the flipped one wherever it is possible)."""
-    rule = C._flip_possible if request.param == "flipped" else (lambda geom, w_shape: False)
-    monkeypatch.setattr(C, "_as_flipped_conv", rule)
+    rule = conv_plan.flip_possible if request.param == "flipped" else (lambda geom, w_shape: False)
+    monkeypatch.setattr(conv_plan, "as_flipped_conv", rule)
     return request.param
 
 
@@ -613,7 +617,7 @@ def flip_case(cfg, rng):
     kw = {k: v for k, v in cfg.items() if k != "bias"}
     x, w = rng.standard_normal((2, 4, 5, 4)), rng.standard_normal((4, 3, 3, 2))
     b = rng.standard_normal(3 * cfg["groups"]) if cfg["bias"] else None
-    geom = C._Geometry((1, 1), pair(kw["padding"]), pair(kw["dilation"]), kw["groups"])
+    geom = C.Geometry((1, 1), pair(kw["padding"]), pair(kw["dilation"]), kw["groups"])
     return x, w, b, kw, geom
 
 
@@ -624,7 +628,7 @@ def test_stride1_conv_transpose2d_both_forms(stride1_form, count_kernel_calls, c
         pytest.skip("output size not positive for this config")
     y, grads, gy = forward_backward(conv_transpose2d, x, w, b, kw)
     np.testing.assert_allclose(y, ref_conv_transpose2d(x, w, b, **kw), rtol=1e-12, atol=1e-12)
-    flipped = stride1_form == "flipped" and C._flip_possible(geom, w.shape)
+    flipped = stride1_form == "flipped" and conv_plan.flip_possible(geom, w.shape)
     assert count_kernel_calls["col2im"] == (0 if flipped else 1)  # the flipped form never folds
     # The transposed-conv Function itself, called directly: the same output and gradients.
     tx, tw, tb = leaves(x, w, b)
@@ -656,17 +660,14 @@ def test_stride1_flipped_form_gradgradcheck(stride1_form, cfg):
     assert tinyae.gradgradcheck(lambda *a: conv_transpose2d(*a, **kw), inputs)
 
 
-def test_flip_kernel_formula_inverse_and_gradients():
+def test_flip_kernel_formula_and_inverse():
     rng = np.random.default_rng(24)
     w = rng.standard_normal((4, 3, 2, 3))  # (C, Cog, KH, KW), 2 groups of 2 input channels
-    got = C.FlipKernel(2)(Tensor(w)).numpy()
+    got = conv_plan.flip_kernel(w, 2)
     assert got.shape == (6, 2, 2, 3)
     for g, o, c, u, v in itertools.product(range(2), range(3), range(2), range(2), range(3)):
         assert got[g * 3 + o, c, u, v] == w[g * 2 + c, o, 1 - u, 2 - v]
-    np.testing.assert_array_equal(C.FlipKernel(2)(Tensor(got)).numpy(), w)  # its own inverse
-    (tw,) = leaves(w)
-    assert tinyae.gradcheck(lambda a: C.FlipKernel(2)(a), [tw])
-    assert tinyae.gradgradcheck(lambda a: C.FlipKernel(2)(a) * C.FlipKernel(2)(a), [tw])
+    np.testing.assert_array_equal(conv_plan.flip_kernel(got, 2), w)  # its own inverse
 
 
 @pytest.mark.parametrize(
@@ -684,8 +685,8 @@ def test_conv2d_stride1_input_gradient_matches_torch(xshape, wshape, kw, count_k
     x, w, b = rng.standard_normal(xshape), rng.standard_normal(wshape), rng.standard_normal(wshape[0])
     y, grads, gy = forward_backward(conv2d, x, w, b, kw)
     assert_all_close((y, grads), torch_results(torch, "conv", x, w, b, kw, gy), 1e-11, 1e-11)
-    geom = C._Geometry((1, 1), pair(kw["padding"]), pair(kw.get("dilation", 1)), kw.get("groups", 1))
-    assert count_kernel_calls["col2im"] == (0 if C._as_flipped_conv(geom, wshape) else 1)
+    geom = C.Geometry((1, 1), pair(kw["padding"]), pair(kw.get("dilation", 1)), kw.get("groups", 1))
+    assert count_kernel_calls["col2im"] == (0 if conv_plan.as_flipped_conv(geom, wshape) else 1)
 
 
 def test_double_backward_through_flipped_form_matches_torch(torch):
@@ -869,3 +870,43 @@ def t(shape, dtype=np.float64):
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match or "groups=3 must divide"):
         call()
+
+
+# --------------------------------------------------------------------------- the plain reference
+@pytest.mark.parametrize(
+    "xshape, wshape, kw",
+    [
+        ((2, 3, 7, 6), (4, 3, 3, 3), dict(stride=1, padding=1)),
+        ((3, 2, 9, 8), (5, 2, 3, 2), dict(stride=2, padding=(1, 0), dilation=(1, 2))),
+        ((2, 16, 10, 10), (32, 16, 3, 3), dict(stride=2, padding=1)),  # direct kernels where available
+        ((2, 70, 6, 5), (2, 70, 3, 3), dict(padding=1)),  # many rows: one GEMM, flipped input gradient
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fast_conv2d_equals_the_plain_reference(xshape, wshape, kw, dtype):
+    """conv2d (the planner's choice of algorithm) against conv2d_reference (unfold, product, reshape)."""
+    rng = np.random.default_rng(29)
+    arrays = [rng.standard_normal(s).astype(dtype) for s in (xshape, wshape, (wshape[0],))]
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-4)
+    results = []
+    for fn in (conv2d, C.conv2d_reference):
+        x, w, b = (tinyae.tensor(a, requires_grad=True) for a in arrays)
+        y = fn(x, w, b, **kw)
+        gy = tinyae.tensor(np.cos(np.arange(y.size)).reshape(y.shape).astype(dtype))
+        y.backward(gy)
+        results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
+    for fast, ref in zip(*results):
+        np.testing.assert_allclose(fast, ref, **tol)
+
+
+def test_reference_conv2d_second_derivatives_match_the_fast_path():
+    rng = np.random.default_rng(30)
+    x0, w0 = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3))
+    results = []
+    for fn in (conv2d, C.conv2d_reference):
+        x, w = tinyae.tensor(x0, requires_grad=True), tinyae.tensor(w0, requires_grad=True)
+        (gx,) = tinyae.grad((fn(x, w, stride=2, padding=1) ** 2).sum(), x, create_graph=True)
+        (gx * gx).sum().backward()  # a gradient penalty: through Conv2dWeightGrad / Col2im
+        results.append([gx.numpy(), x.grad.numpy(), w.grad.numpy()])
+    for fast, ref in zip(*results):
+        np.testing.assert_allclose(fast, ref, rtol=1e-10, atol=1e-10)

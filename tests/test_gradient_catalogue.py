@@ -25,6 +25,7 @@ import pytest
 
 import tinyae
 import tinyae.nn.functional as F
+from tinyae.nn.conv import conv2d_reference
 from tinyae.tensor import Function, _topological_order
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "gradients.md"
@@ -75,14 +76,20 @@ CASES = {
     "Abs": (lambda a: a.abs(), lambda: [r(5, low=0.2)], {}),
     "Pow": (lambda a, b: a**b, lambda: [r(5, low=0.5), r(5)], {}),
     "PowScalar": (lambda a: a**3, lambda: [r(5)], {}),
-    "Clip": (lambda a: a.clip(-0.3, 0.3), lambda: [tinyae.tensor([-0.9, -0.1, 0.2, 0.7], dtype=np.float64,
-                                                                  requires_grad=True)], {}),  # fmt: skip
+    "Clip": (
+        lambda a: a.clip(-0.3, 0.3),
+        lambda: [tinyae.tensor([-0.9, -0.1, 0.2, 0.7], dtype=np.float64, requires_grad=True)],
+        {},
+    ),  # fmt: skip
     "Maximum": (lambda a, b: tinyae.maximum(a, b), lambda: [r(6), r(6)], {}),
     "Where": (lambda a, b: tinyae.where(np.arange(6) % 2 == 0, a, b), lambda: [r(6), r(6)], {}),
     "MatMul": (lambda a, b: a @ b, lambda: [r(2, 3, 4), r(4, 5)], {}),
     "ReLU": (lambda a: a.relu(), lambda: [r(6, low=0.1) * np.array([1, -1, 1, -1, 1, -1.0])], {}),
-    "LeakyReLU": (lambda a: F.leaky_relu(a, 0.1), lambda: [r(6, low=0.1) * np.array([1, -1, 1, -1, 1, -1.0])],
-                  {}),  # fmt: skip
+    "LeakyReLU": (
+        lambda a: F.leaky_relu(a, 0.1),
+        lambda: [r(6, low=0.1) * np.array([1, -1, 1, -1, 1, -1.0])],
+        {},
+    ),  # fmt: skip
     "Sigmoid": (lambda a: a.sigmoid(), lambda: [r(5)], {}),
     "Tanh": (lambda a: a.tanh(), lambda: [r(5)], {}),
     "Softplus": (lambda a: F.softplus(a), lambda: [r(5)], {}),
@@ -99,34 +106,75 @@ CASES = {
     "Permute": (lambda a: tinyae.permute(a, 2, 0, 1), lambda: [r(2, 3, 4)], {}),
     "Reshape": (lambda a: a.reshape(6, 2), lambda: [r(3, 4)], {}),
     # float64 -> float32 -> float64: a linear map, so a large step loses nothing but rounding.
-    "To": (lambda a: a.to(dtype=np.float32).to(dtype=np.float64), lambda: [r(4)],
-           {"eps": 1e-2, "atol": 1e-5}),  # fmt: skip
+    "To": (
+        lambda a: a.to(dtype=np.float32).to(dtype=np.float64),
+        lambda: [r(4)],
+        {"eps": 1e-2, "atol": 1e-5},
+    ),  # fmt: skip
     "LinearFunction": (lambda x, w, b: F.linear(x, w, b), lambda: [r(3, 4), r(2, 4), r(2)], {}),
-    "Conv2dFunction": (lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
-               lambda: [r(2, 2, 5, 5), r(3, 2, 3, 3), r(3)], {}),  # fmt: skip
+    "Conv2dFunction": (
+        lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
+        lambda: [r(2, 2, 5, 5), r(3, 2, 3, 3), r(3)],
+        {},
+    ),  # fmt: skip
     "ConvTranspose2dFunction": (
         lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
-        lambda: [r(2, 3, 3, 3), r(3, 2, 3, 3), r(2)], {}),  # fmt: skip
-    # stride 1, fewer input than output channels: the transposed conv runs as a conv with the kernel flipped
-    "FlipKernel": (lambda x, w: F.conv_transpose2d(x, w), lambda: [r(2, 1, 4, 4), r(1, 4, 3, 3)], {}),
-    "Conv2dWeightGrad": (lambda x, w: grad1((F.conv2d(x, w, stride=2) ** 2).sum(), w),
-                         lambda: [r(2, 2, 5, 5), r(3, 2, 3, 3)], {}),  # fmt: skip
-    "ChannelSum": (lambda x, w, b: grad1((F.conv2d(x, w, b) ** 2).sum(), b),
-                   lambda: [r(2, 2, 4, 4), r(3, 2, 3, 3), r(3)], {}),  # fmt: skip
-    "_BinaryCrossEntropy": (lambda p, t: F.binary_cross_entropy(p, t),
-                            lambda: [r(6, low=0.0) * 0.8 + 0.1, r(6, low=0.0)], {}),  # fmt: skip
-    "_BinaryCrossEntropyWithLogits": (lambda z, t: F.binary_cross_entropy_with_logits(z, t),
-                                      lambda: [r(6), r(6, low=0.0)], {}),  # fmt: skip
-    "_ClampedLog": (lambda p, t: grad1(F.binary_cross_entropy(p, t, reduction="sum"), t),
-                    lambda: [r(6, low=0.0) * 0.8 + 0.1, r(6, low=0.0)], {}),  # fmt: skip
-    "BatchNormFunction": (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
-                          lambda: [r(4, 3, 2, 2), r(3), r(3)], {}),  # fmt: skip
+        lambda: [r(2, 3, 3, 3), r(3, 2, 3, 3), r(2)],
+        {},
+    ),  # fmt: skip
+    # The plain conv2d of the lecture: unfold (Im2col), one product, reshape; its double backward folds.
+    "Im2col": (
+        lambda x, w: conv2d_reference(x, w, stride=2, padding=1),
+        lambda: [r(2, 2, 5, 5), r(3, 2, 3, 3)],
+        {},
+    ),
+    "Col2im": (
+        lambda x, w: grad1((conv2d_reference(x, w, padding=1) ** 2).sum(), x),
+        lambda: [r(1, 2, 4, 4), r(2, 2, 3, 3)],
+        {},
+    ),  # fmt: skip
+    "Conv2dWeightGrad": (
+        lambda x, w: grad1((F.conv2d(x, w, stride=2) ** 2).sum(), w),
+        lambda: [r(2, 2, 5, 5), r(3, 2, 3, 3)],
+        {},
+    ),  # fmt: skip
+    "ChannelSum": (
+        lambda x, w, b: grad1((F.conv2d(x, w, b) ** 2).sum(), b),
+        lambda: [r(2, 2, 4, 4), r(3, 2, 3, 3), r(3)],
+        {},
+    ),  # fmt: skip
+    "_BinaryCrossEntropy": (
+        lambda p, t: F.binary_cross_entropy(p, t),
+        lambda: [r(6, low=0.0) * 0.8 + 0.1, r(6, low=0.0)],
+        {},
+    ),  # fmt: skip
+    "_BinaryCrossEntropyWithLogits": (
+        lambda z, t: F.binary_cross_entropy_with_logits(z, t),
+        lambda: [r(6), r(6, low=0.0)],
+        {},
+    ),  # fmt: skip
+    "_ClampedLog": (
+        lambda p, t: grad1(F.binary_cross_entropy(p, t, reduction="sum"), t),
+        lambda: [r(6, low=0.0) * 0.8 + 0.1, r(6, low=0.0)],
+        {},
+    ),  # fmt: skip
+    "BatchNormFunction": (
+        lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+        lambda: [r(4, 3, 2, 2), r(3), r(3)],
+        {},
+    ),  # fmt: skip
     "MaxPool2dFunction": (lambda x: F.max_pool2d(x, 2), lambda: [r(2, 2, 4, 4)], {}),
     "AvgPool2dFunction": (lambda x: F.avg_pool2d(x, 2), lambda: [r(2, 2, 4, 4)], {}),
-    "_AvgPool2dAdjoint": (lambda x, c: grad1((F.avg_pool2d(x, 2) * c).sum(), x),
-                          lambda: [r(1, 2, 4, 4), r(1, 2, 2, 2)], {}),  # fmt: skip
-    "_ScatterToWinners": (lambda x, c: grad1((F.max_pool2d(x, 2) * c).sum(), x),
-                          lambda: [r(1, 2, 4, 4), r(1, 2, 2, 2)], {}),  # fmt: skip
+    "_AvgPool2dAdjoint": (
+        lambda x, c: grad1((F.avg_pool2d(x, 2) * c).sum(), x),
+        lambda: [r(1, 2, 4, 4), r(1, 2, 2, 2)],
+        {},
+    ),  # fmt: skip
+    "_ScatterToWinners": (
+        lambda x, c: grad1((F.max_pool2d(x, 2) * c).sum(), x),
+        lambda: [r(1, 2, 4, 4), r(1, 2, 2, 2)],
+        {},
+    ),  # fmt: skip
     "_GatherWinners": (_max_pool_second, lambda: [r(1, 2, 4, 4), r(1, 2, 2, 2), r(1, 2, 4, 4)], {}),
 }
 
@@ -159,3 +207,23 @@ def test_gradient_of(name):
     # gradcheck evaluates fn under no_grad for the finite differences; the cases that take a
     # gradient inside need their graph there too.
     assert tinyae.gradcheck(tinyae.enable_grad()(fn), inputs, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, f in all_functions().items() if f.backward_arrays is not None)
+)
+def test_array_fast_path_equals_the_rule(name):
+    """An op's optional ``backward_arrays`` (used when no graph of the gradient is recorded) gives
+    what its Tensor rule ``backward`` gives (used with create_graph=True)."""
+    fn, make, _ = CASES[name]
+    inputs = make()
+    inputs = [x.detach().requires_grad_() if x.creator is not None else x for x in inputs]
+    with tinyae.enable_grad():
+        y = fn(*inputs)
+    gy = tinyae.tensor(_rng.standard_normal(y.shape), dtype=y.dtype)
+    fast = tinyae.grad(y, inputs, gy, retain_graph=True, allow_unused=True)
+    rule = tinyae.grad(y, inputs, gy, create_graph=True, allow_unused=True)
+    for a, b in zip(fast, rule):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)

@@ -17,9 +17,8 @@ import pytest
 
 import tinyae
 import tinyae.kernels as K
-from tinyae.kernels import cpp, out_size
+from tinyae.kernels import conv_plan, cpp, out_size
 from tinyae.kernels import numpy_kernels as nk
-from tinyae.nn import conv as conv_module
 
 try:
     from tinyae import _C
@@ -413,7 +412,7 @@ def test_conv_layer_uses_the_direct_kernel_where_it_pays(monkeypatch):
     f.conv2d(x, tinyae.tensor(random((8, 8, 3, 3))), padding=1)  # 8 output channels: im2col + GEMM
     f.conv2d(tinyae.tensor(random((2, 1, 10, 10))), tinyae.tensor(random((32, 1, 3, 3))))  # K = 9: the same
     assert len(calls) == 1
-    assert conv_module._DIRECT_MIN_COG == 16 and conv_module._DIRECT_MIN_KG == 32
+    assert conv_plan.DIRECT_MIN_COG == 16 and conv_plan.DIRECT_MIN_KG == 32
 
 
 @needs_direct_chosen

@@ -19,7 +19,7 @@ import pytest
 
 import tinyae
 from tinyae import parallel
-from tinyae.nn import conv as C
+from tinyae.kernels import conv_gemm
 from tinyae.tensor import Tensor
 
 
@@ -28,7 +28,7 @@ def split_everything(monkeypatch, restore_num_threads):
     """Split every op, however small, over 2 threads."""
     monkeypatch.setattr(parallel, "_MIN_SPLIT_MACS", 0)
     monkeypatch.setattr(parallel, "_MIN_SPLIT_ELEMENTS", 0)
-    monkeypatch.setattr(C, "_MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(conv_gemm, "MIN_PARALLEL_BYTES", 0)
     tinyae.set_num_threads(2)
 
 
@@ -294,7 +294,7 @@ def test_split_activations_match_one_thread_and_gradcheck(op, split_everything):
 
 def _conv_step(kind, arrays, **kw):
     x, w, b = (Tensor(a.copy(), requires_grad=True) for a in arrays)
-    fn = C.conv2d if kind == "conv" else C.conv_transpose2d
+    fn = tinyae.nn.functional.conv2d if kind == "conv" else tinyae.nn.functional.conv_transpose2d
     y = fn(x, w, b, **kw)
     y.backward(Tensor(np.cos(np.arange(y.size, dtype=np.float64)).reshape(y.shape)))
     return [y.numpy(), x.grad.numpy(), w.grad.numpy(), b.grad.numpy()]
@@ -315,8 +315,8 @@ def test_conv_chunks_on_threads_match_one_thread(kind, x_shape, w_shape, kw, spl
     rng = np.random.default_rng(3)
     c_out = w_shape[0] if kind == "conv" else w_shape[1]
     arrays = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(c_out)
-    monkeypatch.setattr(C, "_CPU_CHUNK_BYTES", 1)  # one sample per chunk: 9 chunks, rounded up to 10 slots
-    assert len(C._chunks(9, 100, arrays[0])) == 9  # n < 10: one sample each
+    monkeypatch.setattr(conv_gemm, "CPU_CHUNK_BYTES", 1)  # one sample per chunk: 9, rounded up to 10 slots
+    assert len(conv_gemm.chunks(9, 100, arrays[0])) == 9  # n < 10: one sample each
     first = _conv_step(kind, arrays, **kw)
     again = _conv_step(kind, arrays, **kw)
     for a, b in zip(first, again):
@@ -329,15 +329,15 @@ def test_conv_chunks_on_threads_match_one_thread(kind, x_shape, w_shape, kw, spl
 
 def test_chunk_count_is_a_multiple_of_the_threads(monkeypatch, restore_num_threads):
     like = np.zeros(1, np.float32)
-    monkeypatch.setattr(C, "_MIN_PARALLEL_BYTES", 0)
-    monkeypatch.setattr(C, "_CPU_CHUNK_BYTES", 1000)
+    monkeypatch.setattr(conv_gemm, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(conv_gemm, "CPU_CHUNK_BYTES", 1000)
     for threads in (1, 2, 3):
         tinyae.set_num_threads(threads)
         for n in (5, 16, 100):
-            chunks = C._chunks(n, 100, like)  # at most 10 samples per chunk
+            chunks = conv_gemm.chunks(n, 100, like)  # at most 10 samples per chunk
             assert chunks[0][0] == 0 and chunks[-1][1] == n
             assert max(b - a for a, b in chunks) <= 10
             assert len(chunks) % threads == 0 or len(chunks) == n
     tinyae.set_num_threads(2)
-    monkeypatch.setattr(C, "_MIN_PARALLEL_BYTES", 10**9)
-    assert len(C._chunks(16, 100, like)) == 2  # too small to split: as on one thread
+    monkeypatch.setattr(conv_gemm, "MIN_PARALLEL_BYTES", 10**9)
+    assert len(conv_gemm.chunks(16, 100, like)) == 2  # too small to split: as on one thread

@@ -1,8 +1,8 @@
 """What a Function keeps for backward: only what its backward reads.
 
-Ops that declare ``needs_inputs = False`` keep a non-leaf input as an ``Edge``
-(no array), and ops with ``needs_outputs = True`` rebuild a dropped output from the
-saved array. gradcheck on leaf inputs never exercises either path, so here every op
+A forward names what its backward reads with ``save_for_backward``. A non-leaf input it
+does not save is kept as an ``Edge`` (no array), and a saved output that the user dropped
+is rebuilt from the saved array. gradcheck on leaf inputs never exercises either path, so here every op
 runs on *non-leaf* inputs (``a * 1``) whose intermediate Tensors are dropped.
 """
 
@@ -68,7 +68,7 @@ def test_shape_only_op_keeps_an_edge_not_the_array():
     kept = y.creator.inputs[0]
     assert isinstance(kept, Edge)
     assert kept.shape == (3, 4) and kept.creator is h.creator
-    with pytest.raises(RuntimeError, match="needs_inputs"):
+    with pytest.raises(RuntimeError, match="save_for_backward"):
         kept.data  # noqa: B018 - reading it is the error under test
 
 
@@ -93,18 +93,57 @@ def test_output_is_rebuilt_when_the_user_dropped_it():
     np.testing.assert_allclose(x.grad.data, np.exp(x.data), rtol=1e-12)
 
 
-def test_output_without_needs_outputs_is_a_clear_error():
+def test_reading_an_input_that_was_not_saved_is_a_clear_error():
     from tinyae.tensor import Function
 
-    class Square(Function):  # reads its output but does not say so
+    class Square(Function):  # reads its input but does not save it
         def forward(self, x):
             return x * x
 
         def backward(self, gy):
-            return gy * 2 * self.output().sqrt()
+            return gy * 2 * self.inputs[0].data
 
     x = _leaf(3, low=0.5, high=1.0)
     y = Square()(x * 1.0).sum()
     gc.collect()
-    with pytest.raises(RuntimeError, match="needs_outputs"):
+    with pytest.raises(RuntimeError, match="save_for_backward"):
         y.backward()
+
+
+def test_saved_tensors_sorts_inputs_outputs_and_arrays():
+    from tinyae.tensor import Edge, Function
+
+    class Probe(Function):
+        def forward(self, a, b):
+            y = a * b
+            self.save_for_backward(b, y, None, np.ones(3))  # an input, the output, nothing, a constant
+            return y
+
+        def backward(self, gy):
+            b, y, nothing, ones = self.saved_tensors
+            assert nothing is None and ones.creator is None and not ones.requires_grad
+            assert y.creator is self  # the output keeps its place in the graph
+            return gy * b, None
+
+    a, b = _leaf(3), _leaf(3)
+    y = Probe()(a * 1.0, b * 1.0)
+    assert isinstance(y.creator.inputs[0], Edge) and not isinstance(y.creator.inputs[1], Edge)
+    y.sum().backward()
+    np.testing.assert_allclose(a.grad.data, b.data)
+
+
+def test_nothing_is_saved_without_a_graph():
+    from tinyae.tensor import Function
+
+    class Keep(Function):
+        def forward(self, x):
+            self.save_for_backward(x)
+            return x * 2
+
+        def backward(self, gy):
+            return gy * 2
+
+    fn = Keep()
+    with tinyae.no_grad():
+        fn(_leaf(3))
+    assert not hasattr(fn, "_to_save") and not hasattr(fn, "_saved")

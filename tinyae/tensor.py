@@ -323,48 +323,49 @@ def as_tensor(x: Any, like: Tensor | None = None, op: str = "as_tensor") -> Tens
 class Function:
     """One differentiable operation: ``forward`` on arrays, ``backward`` on Tensors.
 
-    Subclasses implement
+    A subclass writes the op and its derivative side by side::
 
-    * ``forward(self, *arrays) -> array or tuple of arrays``
-    * ``backward(self, *grad_outputs: Tensor) -> Tensor or tuple`` — one entry per
-      input, ``None`` where no gradient is needed (see ``self.needs_input_grad``).
+        class Exp(Function):
+            def forward(self, x):
+                y = np.exp(x)
+                self.save_for_backward(y)         # what backward will read
+                return y
 
-    Inside ``backward``, ``self.inputs`` are the input Tensors and ``self.output(i)``
-    the i-th output Tensor; both may be used in the (differentiable) rule.
+            def backward(self, gy):
+                (y,) = self.saved_tensors         # y as a Tensor
+                return gy * y                     # d/dx e^x = e^x
 
-    Memory: a Function keeps only what its backward reads, as PyTorch does. Two class
-    attributes say what that is:
-
-    * ``needs_inputs`` (default True; or one bool per input): False when backward never
-      reads an input's values (``a + b`` needs only shapes). Such a non-leaf input is
-      kept as an :class:`Edge` (shape, dtype, creator) and its array can be freed.
-    * ``needs_outputs`` (default False): True when backward calls ``self.output(i)``
-      (``exp``, ``sigmoid``, ``relu``); the output arrays are then kept.
+    * ``forward(self, *arrays)`` computes on arrays and calls ``save_for_backward`` with the
+      arrays its backward reads: any of its inputs, its outputs, or new arrays (a mask).
+      Nothing else is kept, as in PyTorch: an input that is not saved is remembered only as
+      an :class:`Edge` (its shape, dtype and creator), so its array can be freed.
+    * ``backward(self, *grad_outputs)`` is the rule, written with Tensor ops so that it can
+      itself be differentiated (double backward). It returns one gradient per input, None
+      where ``self.needs_input_grad[i]`` is False. ``self.inputs[i]`` gives an input's shape
+      and dtype; ``self.saved_tensors`` the saved values, as Tensors, in the order saved.
+    * ``backward_arrays(self, *grad_outputs)``, optional: the same rule on arrays, for ops where
+      fusing passes pays. The engine calls it instead of ``backward`` when the gradient's own
+      graph is not recorded (``create_graph=False``: every training step).
     """
 
-    needs_inputs: bool | tuple[bool, ...] = True
-    needs_outputs: bool = False
-    inputs: tuple[Tensor, ...]
+    inputs: tuple[Tensor | Edge, ...]
     needs_input_grad: tuple[bool, ...]
+    _recording = False
 
     def __call__(self, *inputs: Any) -> Any:
         xs = _as_tensors(inputs, type(self).__name__)
         _check_same_device(type(self).__name__, xs)
+        record = _grad_mode.enabled and any(x.requires_grad for x in xs)
+        self.needs_input_grad = tuple(x.requires_grad for x in xs) if record else (False,) * len(xs)
+        self._recording = record
         ys = self.forward(*[x.data for x in xs])
         multi = isinstance(ys, tuple)
         outputs = tuple(Tensor(y) for y in (ys if multi else (ys,)))
-        if _grad_mode.enabled and any(x.requires_grad for x in xs):
-            keep = self.needs_inputs
-            self.inputs = tuple(
-                x if x.creator is None or (keep if isinstance(keep, bool) else keep[i]) else Edge(x)
-                for i, x in enumerate(xs)
-            )
-            self.needs_input_grad = tuple(x.requires_grad for x in xs)
+        if record:
+            kept = self._resolve_saved(xs, outputs)
+            self.inputs = tuple(x if x.creator is None or i in kept else Edge(x) for i, x in enumerate(xs))
             self._outputs = tuple(weakref.ref(y) for y in outputs)
             self._out_meta = tuple((y.shape, y.dtype) for y in outputs)
-            if self.needs_outputs:
-                # The arrays, not the Tensors: a Tensor would point back here (a cycle).
-                self._saved_outputs = tuple(y.data for y in outputs)
             for i, y in enumerate(outputs):
                 y.requires_grad = y.data.dtype.kind == "f"
                 y.creator = self
@@ -377,20 +378,58 @@ class Function:
     def backward(self, *gys: Tensor) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
-    def output(self, i: int = 0) -> Tensor:
-        """The i-th output Tensor, usable in a differentiable backward rule.
+    backward_arrays: Any = None  # optional array fast path (see the class docstring)
 
-        Outputs are referenced weakly (a strong reference would be a cycle). If the
-        user dropped the output, an equivalent Tensor is rebuilt from the saved array
-        with the same creator and index — the graph identifies it by exactly those.
+    def save_for_backward(self, *arrays: Any) -> None:
+        """Keep these arrays (inputs, outputs or new ones; None allowed) for ``backward``.
+
+        A no-op when no graph is recorded (inference, or no input requires grad).
+        """
+        if self._recording:
+            self._to_save = arrays
+
+    @property
+    def saved_tensors(self) -> tuple[Tensor | None, ...]:
+        """What ``forward`` saved, as Tensors: inputs and outputs keep their place in the graph."""
+        out: list[Tensor | None] = []
+        for kind, v in self._saved:
+            if kind == "input":
+                out.append(self.inputs[v])
+            elif kind == "output":
+                out.append(self._output(v))
+            else:  # an array of its own ("array") or None
+                out.append(None if v is None else Tensor(v))
+        return tuple(out)
+
+    def _resolve_saved(self, xs: Sequence[Tensor], outputs: Sequence[Tensor]) -> set[int]:
+        """Sort what forward saved into inputs, outputs and other arrays; return the inputs kept."""
+        kept: set[int] = set()
+        saved = []
+        self._saved_outputs: dict[int, Any] = {}
+        for a in self.__dict__.pop("_to_save", ()):
+            i = next((i for i, x in enumerate(xs) if x.data is a), None) if a is not None else None
+            j = next((j for j, y in enumerate(outputs) if y.data is a), None) if i is None else None
+            if i is not None:
+                kept.add(i)
+                saved.append(("input", i))
+            elif j is not None:
+                # The array, not the Tensor: the Tensor points back here (a cycle).
+                self._saved_outputs[j] = a
+                saved.append(("output", j))
+            else:
+                saved.append(("array", a))
+        self._saved = tuple(saved)
+        return kept
+
+    def _output(self, i: int) -> Tensor:
+        """The i-th output Tensor, for a differentiable backward rule.
+
+        Outputs are referenced weakly (a strong reference would be a cycle). If the user
+        dropped the output, an equivalent Tensor is rebuilt from the saved array with the
+        same creator and index: the graph identifies it by exactly those.
         """
         y = self._outputs[i]()
         if y is None:
-            if not self.needs_outputs:
-                raise RuntimeError(
-                    f"{type(self).__name__}.backward reads output {i}, but the class does not set "
-                    "needs_outputs = True, so it was not kept"
-                )
             y = Tensor(self._saved_outputs[i])
             y.requires_grad, y.creator, y._out_index = True, self, i
         return y
@@ -423,8 +462,8 @@ class Edge:
     def data(self) -> Any:
         name = type(self.creator).__name__ if self.creator is not None else "?"
         raise RuntimeError(
-            f"an op's backward read the values of an input produced by {name}, but the op declares "
-            "needs_inputs=False for it; set needs_inputs to keep that input"
+            f"an op's backward read the values of an input produced by {name}, but its forward did "
+            "not save it; pass that input to save_for_backward"
         )
 
 
@@ -568,7 +607,11 @@ def _backward_one(f: Function, gys: list, grads: dict, wanted: dict | None, leaf
     if any(g is None for g in gys):  # outputs that got no gradient count as zero
         xp = backend.get_array_module(next(g for g in gys if g is not None).data)
         gys = [g if g is not None else Tensor(xp.zeros(s, dtype=d)) for g, (s, d) in zip(gys, f._out_meta)]
-    gxs = f.backward(*gys)
+    if f.backward_arrays is not None and not is_grad_enabled():  # no graph of the gradient to record
+        gxs = f.backward_arrays(*[g.data for g in gys])
+        gxs = tuple(None if g is None else Tensor(g) for g in (gxs if isinstance(gxs, tuple) else (gxs,)))
+    else:
+        gxs = f.backward(*gys)
     if not isinstance(gxs, tuple):
         gxs = (gxs,)
     for x, gx, need in zip(f.inputs, gxs, f.needs_input_grad):

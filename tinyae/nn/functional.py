@@ -3,7 +3,7 @@
 This module only gathers names; each op lives (with its formulas) where it is implemented:
 
 =====================================  =====================================
-linear, conv2d, conv_transpose2d       :mod:`tinyae.nn.conv`
+conv2d, conv_transpose2d; linear          :mod:`tinyae.nn.conv`; :mod:`tinyae.nn.linear`
 batch_norm                             :mod:`tinyae.nn.norm`
 max_pool2d, avg_pool2d, interpolate    :mod:`tinyae.nn.pooling`
 dropout                                :mod:`tinyae.nn.dropout`
@@ -12,8 +12,9 @@ activations, pad                       :mod:`tinyae.ops`
 =====================================  =====================================
 """
 
-from tinyae.nn.conv import conv2d, conv_transpose2d, linear
+from tinyae.nn.conv import conv2d, conv_transpose2d
 from tinyae.nn.dropout import dropout
+from tinyae.nn.linear import linear
 from tinyae.nn.losses import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,

@@ -159,10 +159,11 @@ class _ClampedLog(Function):
     """
 
     def forward(self, x):
+        self.save_for_backward(x)
         return _clamped_log_array(x)
 
     def backward(self, gy):
-        x = self.inputs[0]
+        (x,) = self.saved_tensors
         kept = x.data > math.exp(_LOG_CLAMP)
         one = Tensor(backend.get_array_module(x.data).ones((), dtype=x.dtype))
         return gy * Tensor(kept.astype(x.dtype)) / where(kept, x, one)
@@ -176,10 +177,11 @@ class _BinaryCrossEntropy(Function):
     """
 
     def forward(self, x, t):
+        self.save_for_backward(x, t)
         return -(t * _clamped_log_array(x) + (1 - t) * _clamped_log_array(1 - x))
 
     def backward(self, gy):
-        x, t = self.inputs
+        x, t = self.saved_tensors
         gx = gt = None
         if self.needs_input_grad[0]:
             gx = gy * (x - t) / clip(x * (1 - x), min=_BCE_EPS)
@@ -228,6 +230,7 @@ class _BinaryCrossEntropyWithLogits(Function):
     """
 
     def forward(self, x, t, p=None):
+        self.save_for_backward(x, t, p)
         xp = backend.get_array_module(x)
         tail = xp.log1p(xp.exp(-xp.abs(x)))  # in [0, log 2]: exp never overflows
         if p is None:
@@ -235,9 +238,8 @@ class _BinaryCrossEntropyWithLogits(Function):
         return (1 - t) * x + (1 + (p - 1) * t) * (xp.maximum(-x, 0) + tail)
 
     def backward(self, gy):
-        x, t = self.inputs[0], self.inputs[1]
-        has_p = len(self.inputs) == 3
-        p = self.inputs[2] if has_p else None
+        x, t, p = self.saved_tensors
+        has_p = p is not None
         need = self.needs_input_grad
         # threshold=inf: the exact log(1 + e^z), not PyTorch's linear shortcut above 20.
         sp_neg = softplus(-x, threshold=math.inf) if has_p and (need[1] or need[2]) else None

@@ -37,7 +37,7 @@ from tinyae.ops.arithmetic import sqrt
 from tinyae.ops.reduce import mean
 from tinyae.ops.reduce import sum as sum_
 from tinyae.ops.shape import reshape
-from tinyae.tensor import Function, Tensor, is_grad_enabled
+from tinyae.tensor import Function, Tensor
 
 __all__ = ["BatchNormFunction", "batch_norm"]
 
@@ -52,8 +52,6 @@ class BatchNormFunction(Function):
     def __init__(self, axes: tuple[int, ...], eps: float, has_weight: bool, has_bias: bool) -> None:
         self.axes, self.eps = axes, eps
         self.has_weight, self.has_bias = has_weight, has_bias
-        # Backward reads x (to rebuild x_hat) and w (dL/dx scales by it); of b only the shape.
-        self.needs_inputs = (True,) + (True,) * has_weight + (False,) * has_bias
 
     def _params(self, params: tuple) -> tuple[Any, Any]:
         """(w, b) out of the inputs after x, None where not given."""
@@ -63,6 +61,7 @@ class BatchNormFunction(Function):
 
     def forward(self, x, *params):
         w, b = self._params(params)
+        self.save_for_backward(x, w)  # x to rebuild x_hat, w to scale dL/dx; of b only the shape
         n, c = x.shape[:2]
         # The passes over the data are kernels (tinyae.kernels): one fused loop per channel in C++.
         y, mean, var, inv_std = kernels.batch_norm_forward(x.reshape(n, c, -1), w, b, self.eps)  # (N, C, L)
@@ -71,35 +70,37 @@ class BatchNormFunction(Function):
         return y.reshape(x.shape)
 
     def backward(self, gy):
-        x, *params = self.inputs
-        w, _ = self._params(tuple(params))
-        need = self.needs_input_grad
+        # x_hat and inv_std are rebuilt as functions of x, so that a second derivative sees how
+        # the batch statistics move with x.
+        x, w = self.saved_tensors
         m = x.size // x.shape[1]  # M
         bshape = (1, -1) + (1,) * (x.ndim - 2)
-        if is_grad_enabled():
-            # create_graph=True: x_hat and inv_std must stay functions of x so that the second
-            # derivative sees how the batch statistics move with x.
-            centered = x - mean(x, self.axes, keepdims=True)
-            inv_std = 1 / sqrt(mean(centered * centered, self.axes, keepdims=True) + self.eps)
-            x_hat = centered * inv_std
-            gb = sum_(gy, self.axes, keepdims=True)  # (1, C, 1, 1)
-            gw = sum_(gy * x_hat, self.axes, keepdims=True)
-            scale = inv_std if w is None else inv_std * reshape(w, bshape)
-            gx = scale * (gy - (gb + x_hat * gw) / m) if need[0] else None
-            gw, gb = reshape(gw, (-1,)), reshape(gb, (-1,))
-        else:
-            # No graph: the closed form on arrays, one kernel call.
-            n, c = x.shape[:2]
-            gx, gw, gb = kernels.batch_norm_backward(
-                x.data.reshape(n, c, -1),  # (N, C, L)
-                gy.data.reshape(n, c, -1),
-                self.batch_mean.reshape(c),
-                self.inv_std,
-                None if w is None else w.data,
-                need_gx=need[0],
-            )
-            gx = None if gx is None else Tensor(gx.reshape(x.shape))
-            gw, gb = Tensor(gw), Tensor(gb)
+        centered = x - mean(x, self.axes, keepdims=True)
+        inv_std = 1 / sqrt(mean(centered * centered, self.axes, keepdims=True) + self.eps)
+        x_hat = centered * inv_std
+        gb = sum_(gy, self.axes, keepdims=True)  # (1, C, 1, 1)
+        gw = sum_(gy * x_hat, self.axes, keepdims=True)
+        scale = inv_std if w is None else inv_std * reshape(w, bshape)
+        gx = scale * (gy - (gb + x_hat * gw) / m) if self.needs_input_grad[0] else None
+        return self._per_input(gx, reshape(gw, (-1,)), reshape(gb, (-1,)))
+
+    def backward_arrays(self, gy):
+        # The closed form on arrays, one fused kernel call, reusing the forward's statistics.
+        x, w = self.saved_tensors
+        n, c = x.shape[:2]
+        gx, gw, gb = kernels.batch_norm_backward(
+            x.data.reshape(n, c, -1),  # (N, C, L)
+            gy.reshape(n, c, -1),
+            self.batch_mean.reshape(c),
+            self.inv_std,
+            None if w is None else w.data,
+            need_gx=self.needs_input_grad[0],
+        )
+        return self._per_input(None if gx is None else gx.reshape(x.shape), gw, gb)
+
+    def _per_input(self, gx: Any, gw: Any, gb: Any) -> tuple:
+        """(gx[, gw][, gb]) in the order of the inputs, None where no gradient is needed."""
+        need = self.needs_input_grad
         grads = [gx]
         if self.has_weight:
             grads.append(gw if need[len(grads)] else None)

@@ -19,7 +19,7 @@ from tinyae import backend
 from tinyae.ops.arithmetic import exp
 from tinyae.ops.reduce import reduction_axes, sum
 from tinyae.parallel import elementwise
-from tinyae.tensor import Function, Tensor, is_grad_enabled
+from tinyae.tensor import Function, Tensor
 
 
 def _xp(x: Any) -> Any:
@@ -27,27 +27,31 @@ def _xp(x: Any) -> Any:
 
 
 class ReLU(Function):
-    needs_inputs = False
-    needs_outputs = True
+    """y = max(x, 0); dy/dx = 1 where x > 0, else 0."""
 
     def forward(self, x):
-        return elementwise(_relu, x)  # split over tinyae's threads when big
+        y = elementwise(_relu, x)  # split over tinyae's threads when big
+        self.save_for_backward(y)  # y > 0 exactly where x > 0, and the next op keeps y anyway
+        return y
 
     def backward(self, gy):
-        y = self.output().data  # y > 0 exactly where x > 0, and y is kept anyway by the next op
-        if _fusable(gy, y):
-            return Tensor(elementwise(_masked, y, gy.data))
-        return gy * Tensor(elementwise(_positive, y))
+        (y,) = self.saved_tensors
+        return gy * Tensor(_positive(y.data))
+
+    def backward_arrays(self, gy):
+        (y,) = self.saved_tensors
+        if not _fusable(gy, y.data):
+            return self.backward(Tensor(gy)).data
+        return elementwise(_masked, y.data, gy)  # mask and product in one pass, in one buffer
 
 
 def _relu(x: Any, out: Any = None) -> Any:
     return _xp(x).maximum(x, 0, out=out)
 
 
-def _fusable(gy: Tensor, a: Any) -> bool:
-    """Whether a backward may compute ``gy * factor(a)`` on arrays, in the factor's buffer: no graph
-    to record (create_graph=False) and gy of a's shape and dtype. (Saves a pass and a buffer.)"""
-    return not is_grad_enabled() and gy.shape == a.shape and gy.dtype == a.dtype
+def _fusable(gy: Any, a: Any) -> bool:
+    """Whether ``gy * factor(a)`` can be computed in the factor's buffer: same shape and dtype."""
+    return gy.shape == a.shape and gy.dtype == a.dtype
 
 
 def _masked(y: Any, g: Any, out: Any = None) -> Any:
@@ -76,11 +80,11 @@ class LeakyReLU(Function):
 
     def __init__(self, slope: float) -> None:
         self.slope = slope
-        if slope >= 0:  # per instance: the flags depend on the slope
-            self.needs_inputs, self.needs_outputs = False, True
 
     def forward(self, x):
-        return elementwise(self._forward, x)  # split over tinyae's threads when big
+        y = elementwise(self._forward, x)  # split over tinyae's threads when big
+        self.save_for_backward(y if self.slope >= 0 else x)  # the sign of x, read off y or x
+        return y
 
     def _forward(self, x: Any, out: Any = None) -> Any:
         xp = _xp(x)
@@ -88,10 +92,14 @@ class LeakyReLU(Function):
         return xp.maximum(x, y, out=y) if self.slope <= 1 else xp.minimum(x, y, out=y)
 
     def backward(self, gy):
-        a = self.output().data if self.slope >= 0 else self.inputs[0].data
-        if _fusable(gy, a):
-            return Tensor(elementwise(self._scaled, a, gy.data))
-        return gy * Tensor(elementwise(self._slopes, a))
+        (a,) = self.saved_tensors
+        return gy * Tensor(self._slopes(a.data))
+
+    def backward_arrays(self, gy):
+        (a,) = self.saved_tensors
+        if not _fusable(gy, a.data):
+            return self.backward(Tensor(gy)).data
+        return elementwise(self._scaled, a.data, gy)  # slopes and product in one pass
 
     def _scaled(self, a: Any, g: Any, out: Any = None) -> Any:
         factor = self._slopes(a, out=out)
@@ -106,16 +114,17 @@ class LeakyReLU(Function):
 
 
 class Sigmoid(Function):
-    needs_inputs = False
-    needs_outputs = True
+    """y = 1 / (1 + e^-x); dy/dx = y (1 - y)."""
 
     def forward(self, x):
         if x.dtype.kind != "f":  # ints: as np.exp, in float64
             return _sigmoid(x.astype(np.float64))
-        return elementwise(_sigmoid, x)  # split over tinyae's threads when big
+        y = elementwise(_sigmoid, x)  # split over tinyae's threads when big
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        y = self.output()
+        (y,) = self.saved_tensors
         return gy * y * (1 - y)
 
 
@@ -130,14 +139,15 @@ def _sigmoid(x: Any, out: Any = None) -> Any:
 
 
 class Tanh(Function):
-    needs_inputs = False
-    needs_outputs = True
+    """y = tanh x; dy/dx = 1 - y^2."""
 
     def forward(self, x):
-        return elementwise(_xp(x).tanh, x)  # split over tinyae's threads when big
+        y = elementwise(_xp(x).tanh, x)  # split over tinyae's threads when big
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        y = self.output()
+        (y,) = self.saved_tensors
         return gy * (1 - y * y)
 
 
@@ -148,20 +158,20 @@ class Softplus(Function):
         self.beta, self.threshold = beta, threshold
 
     def forward(self, x):
+        self.save_for_backward(x)
         xp = _xp(x)
         bx = x * x.dtype.type(self.beta)
         soft = (xp.maximum(bx, 0) + xp.log1p(xp.exp(-abs(bx)))) / x.dtype.type(self.beta)
         return xp.where(bx > self.threshold, x, soft)
 
     def backward(self, gy):
-        x = self.inputs[0]
+        (x,) = self.saved_tensors
         linear = Tensor((x.data * self.beta > self.threshold).astype(x.dtype))
         return gy * (linear + (1 - linear) * sigmoid(x * self.beta))
 
 
 class Softmax(Function):
-    needs_inputs = False
-    needs_outputs = True
+    """y = e^x / sum e^x; gx = y * (gy - sum(gy * y))."""
 
     def __init__(self, axis: int) -> None:
         self.axis = axis
@@ -169,16 +179,17 @@ class Softmax(Function):
     def forward(self, x):
         xp = _xp(x)
         e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
-        return e / e.sum(axis=self.axis, keepdims=True)
+        y = e / e.sum(axis=self.axis, keepdims=True)
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        y = self.output()
+        (y,) = self.saved_tensors
         return y * (gy - sum(gy * y, self.axis, keepdims=True))
 
 
 class LogSoftmax(Function):
-    needs_inputs = False
-    needs_outputs = True
+    """y = x - log sum e^x; gx = gy - e^y * sum(gy)."""
 
     def __init__(self, axis: int) -> None:
         self.axis = axis
@@ -186,10 +197,13 @@ class LogSoftmax(Function):
     def forward(self, x):
         xp = _xp(x)
         shifted = x - x.max(axis=self.axis, keepdims=True)
-        return shifted - xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        return gy - exp(self.output()) * sum(gy, self.axis, keepdims=True)
+        (y,) = self.saved_tensors
+        return gy - exp(y) * sum(gy, self.axis, keepdims=True)
 
 
 def relu(x: Tensor) -> Tensor:

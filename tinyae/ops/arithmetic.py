@@ -40,8 +40,6 @@ def _binary(cls: type, op: str, a: Any, b: Any) -> Tensor:
 
 
 class Add(_Binary):
-    needs_inputs = False
-
     def forward(self, a, b):
         return a + b
 
@@ -50,7 +48,6 @@ class Add(_Binary):
 
 
 class Sub(_Binary):
-    needs_inputs = False
 
     def forward(self, a, b):
         return a - b
@@ -61,20 +58,23 @@ class Sub(_Binary):
 
 class Mul(_Binary):
     def forward(self, a, b):
+        need_a, need_b = self.needs_input_grad
+        self.save_for_backward(a if need_b else None, b if need_a else None)  # d(ab)/da = b
         return parallel.elementwise(backend.get_array_module(a).multiply, a, b)  # split when big
 
     def backward(self, gy):
-        a, b = self.inputs
+        a, b = self.saved_tensors
         need_a, need_b = self.needs_input_grad
         return self.reduce_grads(gy * b if need_a else None, gy * a if need_b else None)
 
 
 class Div(_Binary):
     def forward(self, a, b):
+        self.save_for_backward(a, b)
         return a / b
 
     def backward(self, gy):
-        a, b = self.inputs
+        a, b = self.saved_tensors
         ga = gy / b
         return self.reduce_grads(ga, -ga * a / b if self.needs_input_grad[1] else None)
 
@@ -82,15 +82,15 @@ class Div(_Binary):
 class Pow(_Binary):
     """a ** b for two tensors: d/da = b a^(b-1), d/db = a^b log(a)."""
 
-    needs_outputs = True
-
     def forward(self, a, b):
-        return a**b
+        y = a**b
+        self.save_for_backward(a, b, y)
+        return y
 
     def backward(self, gy):
-        a, b = self.inputs
+        a, b, y = self.saved_tensors
         ga = gy * b * a ** (b - 1) if self.needs_input_grad[0] else None
-        gb = gy * self.output() * log(a) if self.needs_input_grad[1] else None
+        gb = gy * y * log(a) if self.needs_input_grad[1] else None
         return self.reduce_grads(ga, gb)
 
 
@@ -101,10 +101,11 @@ class PowScalar(Function):
         self.c = c
 
     def forward(self, x):
+        self.save_for_backward(x)
         return x**self.c
 
     def backward(self, gy):
-        x = self.inputs[0]
+        (x,) = self.saved_tensors
         return gy * self.c * x ** (self.c - 1)
 
 
@@ -131,7 +132,6 @@ def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - PyTorch's name
 
 
 class Neg(Function):
-    needs_inputs = False
 
     def forward(self, x):
         return -x
@@ -146,42 +146,46 @@ def neg(x: Tensor) -> Tensor:
 
 # ------------------------------------------------------------- elementwise
 class Exp(Function):
-    needs_inputs = False
-    needs_outputs = True
-
     def forward(self, x):
-        return backend.get_array_module(x).exp(x)
+        y = backend.get_array_module(x).exp(x)
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        return gy * self.output()  # d/dx e^x = e^x
+        (y,) = self.saved_tensors
+        return gy * y  # d/dx e^x = e^x
 
 
 class Log(Function):
     def forward(self, x):
+        self.save_for_backward(x)
         return backend.get_array_module(x).log(x)
 
     def backward(self, gy):
-        return gy / self.inputs[0]
+        (x,) = self.saved_tensors
+        return gy / x
 
 
 class Sqrt(Function):
-    needs_inputs = False
-    needs_outputs = True
-
     def forward(self, x):
-        return backend.get_array_module(x).sqrt(x)
+        y = backend.get_array_module(x).sqrt(x)
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        return gy / (2 * self.output())
+        (y,) = self.saved_tensors
+        return gy / (2 * y)
 
 
 class Abs(Function):
     def forward(self, x):
+        if self._recording:
+            self.save_for_backward(backend.get_array_module(x).sign(x))
         return backend.get_array_module(x).abs(x)
 
     def backward(self, gy):
-        x = self.inputs[0]
-        return gy * Tensor(backend.get_array_module(x.data).sign(x.data))
+        (sign,) = self.saved_tensors  # a constant: d|x|/dx = sign(x)
+        return gy * sign
 
 
 class Clip(Function):
@@ -191,28 +195,30 @@ class Clip(Function):
         self.lo, self.hi = lo, hi
 
     def forward(self, x):
+        if self._recording:
+            inside = backend.get_array_module(x).ones_like(x, dtype=bool)
+            if self.lo is not None:
+                inside &= x >= self.lo
+            if self.hi is not None:
+                inside &= x <= self.hi
+            self.save_for_backward(inside.astype(x.dtype))
         return backend.get_array_module(x).clip(x, self.lo, self.hi)
 
     def backward(self, gy):
-        x = self.inputs[0].data
-        inside = backend.get_array_module(x).ones_like(x, dtype=bool)
-        if self.lo is not None:
-            inside &= x >= self.lo
-        if self.hi is not None:
-            inside &= x <= self.hi
-        return gy * Tensor(inside.astype(x.dtype))
+        (inside,) = self.saved_tensors  # 1 inside [lo, hi], 0 outside
+        return gy * inside
 
 
 class Maximum(_Binary):
     """Elementwise max; at ties the gradient is split equally (as PyTorch)."""
 
     def forward(self, a, b):
+        if self._recording:
+            self.save_for_backward(((a > b) + 0.5 * (a == b)).astype(a.dtype))  # a's share of gy
         return backend.get_array_module(a, b).maximum(a, b)
 
     def backward(self, gy):
-        a, b = self.inputs[0].data, self.inputs[1].data
-        share_a = (a > b) + 0.5 * (a == b)
-        mask_a = Tensor(share_a.astype(gy.dtype))
+        (mask_a,) = self.saved_tensors
         return self.reduce_grads(gy * mask_a, gy * (1 - mask_a))
 
 
@@ -257,7 +263,6 @@ def minimum(a: Any, b: Any) -> Tensor:
 class Where(Function):
     """``cond ? a : b`` with a constant boolean condition."""
 
-    needs_inputs = False
 
     def __init__(self, cond: Any) -> None:
         self.cond = cond
@@ -266,7 +271,7 @@ class Where(Function):
         return backend.get_array_module(a, b).where(self.cond, a, b)
 
     def backward(self, gy):
-        a, b = self.inputs
+        a, b = self.inputs  # only their shapes
         zero = Tensor(backend.get_array_module(gy.data).zeros((), dtype=gy.dtype))
         ga = sum_to(where(self.cond, gy, zero), a.shape) if self.needs_input_grad[0] else None
         gb = sum_to(where(self.cond, zero, gy), b.shape) if self.needs_input_grad[1] else None
@@ -298,12 +303,15 @@ class MatMul(Function):
     """
 
     def forward(self, a, b):
+        need_a, need_b = self.needs_input_grad
+        self.save_for_backward(a if need_b else None, b if need_a else None)
         return parallel.matmul(a, b)  # split over tinyae's threads when big
 
     def backward(self, gy):
-        a, b = self.inputs
-        ga = sum_to(matmul(gy, transpose(b)), a.shape) if self.needs_input_grad[0] else None
-        gb = sum_to(matmul(transpose(a), gy), b.shape) if self.needs_input_grad[1] else None
+        a, b = self.saved_tensors
+        a_shape, b_shape = self.inputs[0].shape, self.inputs[1].shape
+        ga = sum_to(matmul(gy, transpose(b)), a_shape) if self.needs_input_grad[0] else None
+        gb = sum_to(matmul(transpose(a), gy), b_shape) if self.needs_input_grad[1] else None
         return ga, gb
 
 

@@ -50,8 +50,6 @@ def _normalize_key(key: Any, xp: Any, device: str) -> tuple[Any, bool]:
 
 
 class GetItem(Function):
-    needs_inputs = False
-
     def __init__(self, key: tuple, basic: bool) -> None:
         self.key, self.basic = key, basic
 
@@ -64,8 +62,6 @@ class GetItem(Function):
 
 class ScatterAdd(Function):
     """The adjoint of GetItem: zeros of ``shape`` with ``gy`` added at ``key``."""
-
-    needs_inputs = False
 
     def __init__(self, key: tuple, basic: bool, shape: tuple[int, ...]) -> None:
         self.key, self.basic, self.shape = key, basic, shape

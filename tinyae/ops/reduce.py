@@ -41,8 +41,6 @@ def _kept_shape(shape: tuple[int, ...], axes: tuple[int, ...] | None) -> tuple[i
 
 
 class Sum(Function):
-    needs_inputs = False
-
     def __init__(self, axes: tuple[int, ...] | None, keepdims: bool) -> None:
         self.axes, self.keepdims = axes, keepdims
 
@@ -57,20 +55,21 @@ class Sum(Function):
 class Max(Function):
     """Maximum; ties share the gradient equally (``torch.amax``'s rule)."""
 
-    needs_outputs = True
-
     def __init__(self, axes: tuple[int, ...] | None, keepdims: bool) -> None:
         self.axes, self.keepdims = axes, keepdims
 
     def forward(self, x):
-        return x.max(axis=self.axes, keepdims=self.keepdims)
+        y = x.max(axis=self.axes, keepdims=self.keepdims)
+        if self._recording:
+            winners = x == y.reshape(_kept_shape(x.shape, self.axes))
+            share = winners / winners.sum(axis=self.axes, keepdims=True)
+            self.save_for_backward(share.astype(x.dtype))  # each maximum's share of gy
+        return y
 
     def backward(self, gy):
-        x = self.inputs[0]
-        kept = _kept_shape(x.shape, self.axes)
-        winners = x.data == self.output().data.reshape(kept)
-        share = winners / winners.sum(axis=self.axes, keepdims=True)
-        return broadcast_to(reshape(gy, kept), x.shape) * Tensor(share.astype(x.dtype))
+        (share,) = self.saved_tensors
+        shape = self.inputs[0].shape
+        return broadcast_to(reshape(gy, _kept_shape(shape, self.axes)), shape) * share
 
 
 def sum(  # noqa: A001 - PyTorch's name

@@ -45,8 +45,6 @@ def broadcast_shape(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
 
 
 class BroadcastTo(Function):
-    needs_inputs = False
-
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
 
@@ -59,8 +57,6 @@ class BroadcastTo(Function):
 
 class SumTo(Function):
     """Sum over the axes that broadcasting added or stretched: the adjoint of broadcast_to."""
-
-    needs_inputs = False
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
@@ -108,8 +104,6 @@ def expand(x: Tensor, *sizes: Any) -> Tensor:
 
 # ---------------------------------------------------------------- reshaping
 class Reshape(Function):
-    needs_inputs = False
-
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
 
@@ -167,8 +161,6 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
 
 
 class Permute(Function):
-    needs_inputs = False
-
     def __init__(self, axes: tuple[int, ...]) -> None:
         self.axes = axes
 
@@ -200,8 +192,6 @@ def transpose(x: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
 
 # ------------------------------------------------------------- cat / stack
 class Cat(Function):
-    needs_inputs = False
-
     def __init__(self, axis: int) -> None:
         self.axis = axis
 
@@ -247,8 +237,6 @@ def stack(tensors: Sequence[Tensor], dim: int = 0, *, axis: int | None = None) -
 
 # -------------------------------------------------------------------- pad
 class Pad(Function):
-    needs_inputs = False
-
     def __init__(self, widths: tuple[tuple[int, int], ...], value: float) -> None:
         self.widths = widths
         self.value = value
@@ -284,8 +272,6 @@ def pad(x: Tensor, pad: Sequence[int], mode: str = "constant", value: float = 0.
 # ------------------------------------------------------ device and dtype
 class To(Function):
     """Copy to another device and/or dtype; backward copies the gradient back."""
-
-    needs_inputs = False
 
     def __init__(self, device: str, dtype: np.dtype) -> None:
         self.device = device
