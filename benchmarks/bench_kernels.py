@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tinyae.kernels import cpp, numpy_kernels, out_size
+from tinyae.kernels import Geometry, cpp, numpy_kernels, out_size
 from tinyae.parallel import get_num_threads
 
 # id -> (image shape (N, C, H, W), kernel, stride, padding)
@@ -81,10 +81,10 @@ def make_case(layer: str, op: str, impl: Any, reuse_out: bool = False) -> Callab
     if op == "im2col":
         x = rng.standard_normal((n, c, h, w), dtype=np.float32)
         out = np.ones((c, k, k, n, oh, ow), np.float32) if reuse_out else None
-        return lambda: impl.im2col(x, k, k, s, s, p, p, 1, 1, out=out)
+        return lambda: impl.im2col(x, Geometry(k, s, p), out=out)
     col = rng.standard_normal((c, k, k, n, oh, ow), dtype=np.float32)
     out = np.ones((n, c, h, w), np.float32) if reuse_out else None
-    return lambda: impl.col2im(col, h, w, s, s, p, p, 1, 1, out=out)
+    return lambda: impl.col2im(col, (h, w), Geometry(k, s, p), out=out)
 
 
 # ---------------------------------------------------------------- pytest-benchmark

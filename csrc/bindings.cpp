@@ -1,8 +1,11 @@
 // pybind11 module tinyae._C: im2col / col2im, batch norm's passes and Adam's update, for float32
 // and float64 NumPy arrays; and a direct conv2d forward for float32 on CPUs with AVX-512.
 //
-// Every argument is validated here again (the Python wrapper checks too, but _C can be called
-// directly): a bad call raises ValueError / TypeError and never reads out of bounds.
+// The convolution kernels take one geometry object, tinyae.kernels.Geometry (or anything with its
+// attributes kernel, stride, padding, dilation: pairs of ints, and groups: an int), read into
+// ConvParams below. Python validates arguments at the public entry; what is checked again here is
+// what memory safety needs, since _C can be called directly: a bad call raises ValueError /
+// TypeError and never reads or writes out of bounds.
 // The GIL is released while the kernels run, so other Python threads can proceed.
 //
 // Both functions take an optional `out` buffer (keyword `out=None`): exactly the result's shape and
@@ -10,8 +13,11 @@
 // (col2im overwrites, it does not accumulate onto `out`), and `out` itself is returned.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "adam.h"
@@ -22,6 +28,43 @@
 
 namespace py = pybind11;
 using tinyae::Geometry;
+
+// The Python Geometry's fields, as plain integers.
+struct ConvParams {
+    int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1, groups = 1;
+};
+
+namespace pybind11::detail {
+// Reads a tinyae.kernels.Geometry (duck-typed: its five attributes) into ConvParams.
+template <>
+struct type_caster<ConvParams> {
+    PYBIND11_TYPE_CASTER(ConvParams, const_name("Geometry"));
+
+    static void pair(const handle& src, const char* name, int64_t& a, int64_t& b) {
+        if (!hasattr(src, name)) {
+            throw type_error(std::string("geometry: expected a tinyae.kernels.Geometry, which has '") + name + "'");
+        }
+        const object t = src.attr(name);
+        if (!isinstance<tuple>(t) || len(t) != 2) {
+            throw type_error(std::string("geometry: '") + name + "' must be a pair of ints, got " +
+                             std::string(str(t)));
+        }
+        const auto pair = reinterpret_borrow<tuple>(t);
+        a = pair[0].cast<int64_t>();
+        b = pair[1].cast<int64_t>();
+    }
+
+    bool load(handle src, bool) {
+        if (src.is_none()) return false;
+        pair(src, "kernel", value.kh, value.kw);
+        pair(src, "stride", value.sh, value.sw);
+        pair(src, "padding", value.ph, value.pw);
+        pair(src, "dilation", value.dh, value.dw);
+        value.groups = src.attr("groups").cast<int64_t>();
+        return true;
+    }
+};
+}  // namespace pybind11::detail
 
 namespace {
 
@@ -42,13 +85,31 @@ void check_ndim(const char* op, const char* name, const py::array& a, py::ssize_
     }
 }
 
-void check_strides_and_dilation(const char* op, Geometry& g) {
-    tinyae::check_param(op, "sh", g.sh, 1);
-    tinyae::check_param(op, "sw", g.sw, 1);
-    tinyae::check_param(op, "ph", g.ph, 0);
-    tinyae::check_param(op, "pw", g.pw, 0);
-    tinyae::check_param(op, "dh", g.dh, 1);
-    tinyae::check_param(op, "dw", g.dw, 1);
+// The geometry's numbers in range: what the kernels' index arithmetic relies on.
+void check_params(const char* op, const ConvParams& p) {
+    tinyae::check_param(op, "kernel", std::min(p.kh, p.kw), 1);
+    tinyae::check_param(op, "kernel", std::max(p.kh, p.kw), 1);
+    tinyae::check_param(op, "stride", std::min(p.sh, p.sw), 1);
+    tinyae::check_param(op, "stride", std::max(p.sh, p.sw), 1);
+    tinyae::check_param(op, "padding", std::min(p.ph, p.pw), 0);
+    tinyae::check_param(op, "padding", std::max(p.ph, p.pw), 0);
+    tinyae::check_param(op, "dilation", std::min(p.dh, p.dw), 1);
+    tinyae::check_param(op, "dilation", std::max(p.dh, p.dw), 1);
+    tinyae::check_param(op, "groups", p.groups, 1);
+}
+
+// The per-call geometry of an image (N, C, H, W) under p; the grid (OH, OW) is computed.
+Geometry geometry_of(int64_t n, int64_t c, int64_t h, int64_t w, const ConvParams& p) {
+    return Geometry{n, c, h, w, p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw,
+                    tinyae::out_size(h, p.kh, p.sh, p.ph, p.dh), tinyae::out_size(w, p.kw, p.sw, p.pw, p.dw)};
+}
+
+void check_kernel_matches(const char* op, const char* name, const py::array& a, const ConvParams& p) {
+    if (a.shape(2) != p.kh || a.shape(3) != p.kw) {
+        throw py::value_error(std::string(op) + ": argument '" + name + "' has kernel size (" +
+                              std::to_string(a.shape(2)) + ", " + std::to_string(a.shape(3)) +
+                              ") but the geometry says (" + std::to_string(p.kh) + ", " + std::to_string(p.kw) + ")");
+    }
 }
 
 void check_output_size(const char* op, const Geometry& g) {
@@ -137,17 +198,12 @@ py::array im2col_typed(const py::array& x, Geometry g, const py::object& out, in
     return col;
 }
 
-py::array im2col(const py::array& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                 int64_t dh, int64_t dw, const py::object& out, int threads) {
+py::array im2col(const py::array& x, const ConvParams& p, const py::object& out, int threads) {
     const char* op = "im2col";
     check_ndim(op, "x", x, 4);
     const DType dt = check_dtype(op, "x", x);
-    Geometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, sh, sw, ph, pw, dh, dw, 0, 0};
-    tinyae::check_param(op, "kh", kh, 1);
-    tinyae::check_param(op, "kw", kw, 1);
-    check_strides_and_dilation(op, g);
-    g.oh = tinyae::out_size(g.h, kh, sh, ph, dh);
-    g.ow = tinyae::out_size(g.w, kw, sw, pw, dw);
+    check_params(op, p);
+    const Geometry g = geometry_of(x.shape(0), x.shape(1), x.shape(2), x.shape(3), p);
     check_output_size(op, g);
     return dt == DType::f32 ? im2col_typed<float>(x, g, out, threads) : im2col_typed<double>(x, g, out, threads);
 }
@@ -172,28 +228,23 @@ py::array col2im_typed(const py::array& col, Geometry g, const py::object& out, 
     return x;
 }
 
-py::array col2im(const py::array& col, int64_t h, int64_t w, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                 int64_t dh, int64_t dw, const py::object& out, int threads) {
+py::array col2im(const py::array& col, const std::pair<int64_t, int64_t>& hw, const ConvParams& p,
+                 const py::object& out, int threads) {
     const char* op = "col2im";
     check_ndim(op, "col", col, 6);
     const DType dt = check_dtype(op, "col", col);
-    // col is (C, KH, KW, N, OH, OW); the kernel and grid sizes are read from it.
-    Geometry g{col.shape(3), col.shape(0), h, w, col.shape(1), col.shape(2), sh, sw, ph, pw, dh, dw,
-               col.shape(4), col.shape(5)};
-    tinyae::check_param(op, "h", h, 1);
-    tinyae::check_param(op, "w", w, 1);
-    if (g.kh < 1 || g.kw < 1 || g.kh > tinyae::kMaxParam || g.kw > tinyae::kMaxParam) {
-        throw py::value_error("col2im: argument 'col' has an invalid kernel size (" + std::to_string(g.kh) + ", " +
-                              std::to_string(g.kw) + ")");
-    }
-    check_strides_and_dilation(op, g);
-    const int64_t oh = tinyae::out_size(h, g.kh, sh, ph, dh);
-    const int64_t ow = tinyae::out_size(w, g.kw, sw, pw, dw);
-    if (oh < 1 || ow < 1 || oh != g.oh || ow != g.ow) {
-        throw py::value_error("col2im: argument 'col' has (OH, OW) = (" + std::to_string(g.oh) + ", " +
-                              std::to_string(g.ow) + ") but the image size (" + std::to_string(h) + ", " +
-                              std::to_string(w) + ") and parameters give (" + std::to_string(oh) + ", " +
-                              std::to_string(ow) + ")");
+    check_params(op, p);
+    const auto [h, w] = hw;
+    tinyae::check_param(op, "output_size", std::min(h, w), 1);
+    tinyae::check_param(op, "output_size", std::max(h, w), 1);
+    // col is (C, KH, KW, N, OH, OW): its kernel and grid must be what the geometry gives for (h, w).
+    const Geometry g = geometry_of(col.shape(3), col.shape(0), h, w, p);
+    if (col.shape(1) != g.kh || col.shape(2) != g.kw || g.oh < 1 || g.ow < 1 || col.shape(4) != g.oh ||
+        col.shape(5) != g.ow) {
+        throw py::value_error("col2im: argument 'col' has shape " + shape_str(col.shape(), 6) +
+                              " but the output size (" + std::to_string(h) + ", " + std::to_string(w) +
+                              ") and geometry give (C, " + std::to_string(g.kh) + ", " + std::to_string(g.kw) +
+                              ", N, " + std::to_string(g.oh) + ", " + std::to_string(g.ow) + ")");
     }
     return dt == DType::f32 ? col2im_typed<float>(col, g, out, threads) : col2im_typed<double>(col, g, out, threads);
 }
@@ -230,21 +281,20 @@ py::array_t<float, py::array::c_style> direct_bias(const char* op, const py::obj
     return contiguous<float>(op, "bias", ba);
 }
 // x (N, C, H, W) and weight (C_out, C/G, KH, KW) float32; bias None or (C_out,) float32.
-py::array conv2d_direct(const py::array& x, const py::array& w, const py::object& b, int64_t sh, int64_t sw,
-                        int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups, int threads) {
+py::array conv2d_direct(const py::array& x, const py::array& w, const py::object& b, const ConvParams& p,
+                        int threads) {
     const char* op = "conv2d_direct";
     check_float32_4d(op, x, "weight", w);
-    tinyae::check_param(op, "groups", groups, 1);
-    Geometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(2), w.shape(3), sh, sw, ph, pw, dh, dw, 0, 0};
+    check_params(op, p);
+    check_kernel_matches(op, "weight", w, p);
+    const int64_t groups = p.groups;
+    const Geometry g = geometry_of(x.shape(0), x.shape(1), x.shape(2), x.shape(3), p);
     const int64_t cout = w.shape(0);
     if (cout < 1 || g.kh < 1 || g.kw < 1 || g.c % groups != 0 || cout % groups != 0 || w.shape(1) * groups != g.c) {
         throw py::value_error(std::string(op) + ": argument 'weight' must have shape (C_out, C/groups, KH, KW) " +
                               "with C_out a multiple of groups=" + std::to_string(groups) + ", for x " +
                               shape_str(x.shape(), 4) + ", got " + shape_str(w.shape(), 4));
     }
-    check_strides_and_dilation(op, g);
-    g.oh = tinyae::out_size(g.h, g.kh, sh, ph, dh);
-    g.ow = tinyae::out_size(g.w, g.kw, sw, pw, dw);
     check_output_size(op, g);
     const int64_t dims[6] = {g.n, cout, g.oh, g.ow, 1, 1};
     tinyae::checked_numel(op, dims);
@@ -267,28 +317,27 @@ py::array conv2d_direct(const py::array& x, const py::array& w, const py::object
 }
 
 // x (N, C, H, W) and weight (C, C_out/G, KH, KW) float32; bias None or (C_out,) float32; dilation 1.
-py::array conv_transpose2d_direct(const py::array& x, const py::array& w, const py::object& b, int64_t out_h,
-                                  int64_t out_w, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
-                                  int64_t dw, int64_t groups, int threads) {
+py::array conv_transpose2d_direct(const py::array& x, const py::array& w, const py::object& b,
+                                  const std::pair<int64_t, int64_t>& out_hw, const ConvParams& p, int threads) {
     const char* op = "conv_transpose2d_direct";
     check_float32_4d(op, x, "weight", w);
-    tinyae::check_param(op, "groups", groups, 1);
+    check_params(op, p);
+    check_kernel_matches(op, "weight", w, p);
+    const int64_t groups = p.groups;
+    const auto [out_h, out_w] = out_hw;
     const int64_t c = x.shape(1), cout = w.shape(1) * groups;
     if (w.shape(0) != c || c % groups != 0 || w.shape(1) < 1 || w.shape(2) < 1 || w.shape(3) < 1) {
         throw py::value_error(std::string(op) + ": argument 'weight' must have shape (C, C_out/groups, KH, KW) with " +
                               "C a multiple of groups=" + std::to_string(groups) + ", for x " +
                               shape_str(x.shape(), 4) + ", got " + shape_str(w.shape(), 4));
     }
-    tinyae::check_param(op, "out_h", out_h, 1);
-    tinyae::check_param(op, "out_w", out_w, 1);
-    Geometry g{x.shape(0), c, out_h, out_w, w.shape(2), w.shape(3), sh, sw, ph, pw, dh, dw, 0, 0};
-    check_strides_and_dilation(op, g);
-    if (dh != 1 || dw != 1) {
-        throw py::value_error(std::string(op) + ": the direct kernel needs dilation 1, got (" + std::to_string(dh) +
-                              ", " + std::to_string(dw) + ")");
+    tinyae::check_param(op, "output_size", std::min(out_h, out_w), 1);
+    tinyae::check_param(op, "output_size", std::max(out_h, out_w), 1);
+    if (p.dh != 1 || p.dw != 1) {
+        throw py::value_error(std::string(op) + ": the direct kernel needs dilation 1, got (" + std::to_string(p.dh) +
+                              ", " + std::to_string(p.dw) + ")");
     }
-    g.oh = tinyae::out_size(out_h, g.kh, sh, ph, dh);
-    g.ow = tinyae::out_size(out_w, g.kw, sw, pw, dw);
+    const Geometry g = geometry_of(x.shape(0), c, out_h, out_w, p);
     if (g.oh != x.shape(2) || g.ow != x.shape(3)) {
         throw py::value_error(std::string(op) + ": argument 'x' has (H, W) = (" + std::to_string(x.shape(2)) + ", " +
                               std::to_string(x.shape(3)) + ") but the output size (" + std::to_string(out_h) + ", " +
@@ -316,18 +365,12 @@ py::array conv_transpose2d_direct(const py::array& x, const py::array& w, const 
 }
 
 // x (N, C, H, W) and gy (N, C_out, OH, OW) float32 -> gw (C_out, C/G, KH, KW).
-py::array conv2d_weight_grad_direct(const py::array& x, const py::array& gy, int64_t kh, int64_t kw, int64_t sh,
-                                    int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups,
-                                    int threads) {
+py::array conv2d_weight_grad_direct(const py::array& x, const py::array& gy, const ConvParams& p, int threads) {
     const char* op = "conv2d_weight_grad_direct";
     check_float32_4d(op, x, "gy", gy);
-    tinyae::check_param(op, "groups", groups, 1);
-    tinyae::check_param(op, "kh", kh, 1);
-    tinyae::check_param(op, "kw", kw, 1);
-    Geometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, sh, sw, ph, pw, dh, dw, 0, 0};
-    check_strides_and_dilation(op, g);
-    g.oh = tinyae::out_size(g.h, kh, sh, ph, dh);
-    g.ow = tinyae::out_size(g.w, kw, sw, pw, dw);
+    check_params(op, p);
+    const int64_t groups = p.groups, kh = p.kh, kw = p.kw;
+    const Geometry g = geometry_of(x.shape(0), x.shape(1), x.shape(2), x.shape(3), p);
     check_output_size(op, g);
     const int64_t cout = gy.shape(1);
     if (gy.shape(0) != g.n || gy.shape(2) != g.oh || gy.shape(3) != g.ow || cout < 1 || cout % groups != 0 ||
@@ -537,32 +580,27 @@ void adam_step(const py::object& param, const py::object& grad, const py::object
 PYBIND11_MODULE(_C, m) {
     m.doc() = "tinyae C++ kernels: im2col / col2im, a direct conv2d (float32, AVX-512), batch norm and Adam, "
               "run on a small thread pool.";
-    m.def("im2col", &im2col, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
-          py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("out") = py::none(),
+    m.def("im2col", &im2col, py::arg("x"), py::arg("geometry"), py::arg("out") = py::none(),
           py::arg("threads") = 0,
           "Unfold x (N, C, H, W) into columns (C, KH, KW, N, OH, OW), into `out` when given (returned).\n"
           "A non-contiguous x is copied once. At most `threads` threads (<= 0: all hardware threads).");
-    m.def("col2im", &col2im, py::arg("col"), py::arg("h"), py::arg("w"), py::arg("sh"), py::arg("sw"),
-          py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("out") = py::none(),
-          py::arg("threads") = 0,
-          "Fold columns (C, KH, KW, N, OH, OW) into an image (N, C, h, w), summing overlaps.\n"
+    m.def("col2im", &col2im, py::arg("col"), py::arg("output_size"), py::arg("geometry"),
+          py::arg("out") = py::none(), py::arg("threads") = 0,
+          "Fold columns (C, KH, KW, N, OH, OW) into an image (N, C, *output_size), summing overlaps.\n"
           "With `out` the image overwrites it (no accumulation) and `out` is returned.\n"
           "At most `threads` threads (<= 0: all hardware threads).");
-    m.def("conv2d_direct", &conv2d_direct, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("sh"),
-          py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("groups") = 1,
+    m.def("conv2d_direct", &conv2d_direct, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("geometry"),
           py::arg("threads") = 0,
           "y = conv2d(x, weight) + bias for float32 x (N, C, H, W) and weight (C_out, C/groups, KH, KW), computed\n"
           "directly (no column buffer) with AVX-512; bias (C_out,) or None. RuntimeError on a CPU without\n"
           "AVX-512F (see conv2d_direct_supported). At most `threads` threads (<= 0: all hardware threads).");
     m.def("conv_transpose2d_direct", &conv_transpose2d_direct, py::arg("x"), py::arg("weight"), py::arg("bias"),
-          py::arg("out_h"), py::arg("out_w"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
-          py::arg("dh"), py::arg("dw"), py::arg("groups") = 1, py::arg("threads") = 0,
-          "y = conv_transpose2d(x, weight) + bias, (N, C_out, out_h, out_w), for float32 x (N, C, H, W) and weight\n"
+          py::arg("output_size"), py::arg("geometry"), py::arg("threads") = 0,
+          "y = conv_transpose2d(x, weight) + bias, (N, C_out, *output_size), for float32 x (N, C, H, W) and weight\n"
           "(C, C_out/groups, KH, KW), dilation 1, computed directly (one stride-1 sum per output phase, no column\n"
-          "buffer) with AVX-512; (H, W) must be the conv size of (out_h, out_w). RuntimeError without AVX-512F.");
-    m.def("conv2d_weight_grad_direct", &conv2d_weight_grad_direct, py::arg("x"), py::arg("gy"), py::arg("kh"),
-          py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
-          py::arg("groups") = 1, py::arg("threads") = 0,
+          "buffer) with AVX-512; (H, W) must be the conv size of output_size. RuntimeError without AVX-512F.");
+    m.def("conv2d_weight_grad_direct", &conv2d_weight_grad_direct, py::arg("x"), py::arg("gy"), py::arg("geometry"),
+          py::arg("threads") = 0,
           "The weight gradient (C_out, C/groups, KH, KW) of conv2d(x, w) for the upstream gradient gy (N, C_out,\n"
           "OH, OW), float32, computed directly (no column buffer) with AVX-512. RuntimeError without AVX-512F.");
     m.def("conv2d_direct_supported", &tinyae::conv2d_direct_supported,

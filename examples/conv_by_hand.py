@@ -37,8 +37,8 @@ w = np.array([[0, 1, 0], [1, 2, 1], [0, 1, 0]], dtype=np.float32).reshape(1, 1, 
 np.set_printoptions(linewidth=110, formatter={"float": lambda v: f"{v:4.0f}"})
 print("image x (4x4):", x[0, 0], "", "kernel w (3x3, a small blur):", w[0, 0], "", sep="\n")
 
-# Arguments: kernel KH, KW; stride SH, SW; padding PH, PW; dilation DH, DW.
-col = tinyae.kernels.im2col(x, 3, 3, s, s, p, p, 1, 1)  # (C, KH, KW, N, OH, OW)
+geometry = tinyae.kernels.Geometry(kernel=(3, 3), stride=s, padding=p)  # where the windows are
+col = tinyae.kernels.im2col(x, geometry)  # (C, KH, KW, N, OH, OW)
 c, kh, kw, n, oh, ow = col.shape
 col = col.reshape(c * kh * kw, n * oh * ow)
 print(f"im2col matrix ({c * kh * kw} x {n * oh * ow}): column j holds window j, its pixels read row by row:")

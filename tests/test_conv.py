@@ -550,7 +550,7 @@ def test_forward_columns_reused_and_image_needs_no_col2im(count_kernel_calls):
     y.sum().backward()
     assert count_kernel_calls == {**count_kernel_calls, "im2col": 1, "col2im": 0}
     with tinyae.no_grad():  # inference keeps nothing
-        fn = C.Conv2dFunction(C.Geometry((1, 1), (1, 1), (1, 1), 1))
+        fn = C.Conv2dFunction(C.Geometry((3, 3), (1, 1), (1, 1)))
         fn(x, w)
         assert fn.col is None
 
@@ -617,7 +617,7 @@ def flip_case(cfg, rng):
     kw = {k: v for k, v in cfg.items() if k != "bias"}
     x, w = rng.standard_normal((2, 4, 5, 4)), rng.standard_normal((4, 3, 3, 2))
     b = rng.standard_normal(3 * cfg["groups"]) if cfg["bias"] else None
-    geom = C.Geometry((1, 1), pair(kw["padding"]), pair(kw["dilation"]), kw["groups"])
+    geom = C.Geometry(w.shape[2:], (1, 1), pair(kw["padding"]), pair(kw["dilation"]), kw["groups"])
     return x, w, b, kw, geom
 
 
@@ -685,7 +685,7 @@ def test_conv2d_stride1_input_gradient_matches_torch(xshape, wshape, kw, count_k
     x, w, b = rng.standard_normal(xshape), rng.standard_normal(wshape), rng.standard_normal(wshape[0])
     y, grads, gy = forward_backward(conv2d, x, w, b, kw)
     assert_all_close((y, grads), torch_results(torch, "conv", x, w, b, kw, gy), 1e-11, 1e-11)
-    geom = C.Geometry((1, 1), pair(kw["padding"]), pair(kw.get("dilation", 1)), kw.get("groups", 1))
+    geom = C.Geometry(wshape[2:], 1, pair(kw["padding"]), pair(kw.get("dilation", 1)), kw.get("groups", 1))
     assert count_kernel_calls["col2im"] == (0 if conv_plan.as_flipped_conv(geom, wshape) else 1)
 
 

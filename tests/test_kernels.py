@@ -19,9 +19,9 @@ import pytest
 
 import tinyae
 import tinyae.kernels as K
+from tinyae.kernels import Geometry, out_size
 from tinyae.kernels import cuda as cuda_kernels
 from tinyae.kernels import numpy_kernels as nk
-from tinyae.kernels import out_size
 
 try:
     from tinyae import _C
@@ -32,6 +32,12 @@ else:
     _C_REASON = ""
 
 needs_cpp = pytest.mark.skipif(_C is None, reason=_C_REASON)
+
+
+def G(kh, kw, sh, sw, ph, pw, dh, dw, groups=1):
+    """The Geometry of the loose (KH, KW, SH, SW, PH, PW, DH, DW) that the cases below list."""
+    return Geometry((kh, kw), (sh, sw), (ph, pw), (dh, dw), groups)
+
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -101,23 +107,23 @@ NAIVE_CASES = [
 def test_numpy_twin_matches_naive_loops(case, dtype):
     shape, *params = case
     x = random(shape, dtype)
-    col = nk.im2col(x, *params)
+    col = nk.im2col(x, G(*params))
     np.testing.assert_array_equal(col, naive_im2col(x, *params))
     c = random(col.shape, dtype, seed=1)
     h, w = shape[2:]
     kh, kw, *rest = params
-    assert_close(nk.col2im(c, h, w, *rest), naive_col2im(c, h, w, *rest), dtype)
+    assert_close(nk.col2im(c, (h, w), G(*params)), naive_col2im(c, h, w, *rest), dtype)
 
 
 def test_col2im_sums_overlapping_windows():
     # 3x3 windows, stride 1, padding 1 over a 4x4 image: each pixel is in as many windows as
     # its 3x3 neighbourhood has pixels inside the image (4 in a corner, 6 on an edge, 9 inside).
     col = np.ones((1, 3, 3, 1, 4, 4))
-    counts = nk.col2im(col, 4, 4, 1, 1, 1, 1, 1, 1)[0, 0]
+    counts = nk.col2im(col, (4, 4), G(3, 3, 1, 1, 1, 1, 1, 1))[0, 0]
     expected = np.array([[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]])
     np.testing.assert_array_equal(counts, expected)
     if _C is not None:
-        np.testing.assert_array_equal(_C.col2im(col, 4, 4, 1, 1, 1, 1, 1, 1)[0, 0], expected)
+        np.testing.assert_array_equal(_C.col2im(col, (4, 4), G(3, 3, 1, 1, 1, 1, 1, 1))[0, 0], expected)
 
 
 @pytest.mark.parametrize("impl", ["numpy", "cpp"])
@@ -128,10 +134,10 @@ def test_adjoint(impl):
     mod = nk if impl == "numpy" else _C
     for shape, *params in NAIVE_CASES:
         x = random(shape, np.float64)
-        col = mod.im2col(x, *params)
+        col = mod.im2col(x, G(*params))
         c = random(col.shape, np.float64, seed=2)
         lhs = np.vdot(col, c)
-        rhs = np.vdot(x, mod.col2im(c, shape[2], shape[3], *params[2:]))
+        rhs = np.vdot(x, mod.col2im(c, shape[2:], G(*params)))
         assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs)) * c.size
 
 
@@ -153,11 +159,11 @@ def test_cpp_matches_twin_on_grid(shape, kh, kw, dtype):
     n_checked = 0
     for sh, sw, ph, pw, dh, dw in param_grid(shape[2], shape[3], kh, kw):
         args = (kh, kw, sh, sw, ph, pw, dh, dw)
-        col = _C.im2col(x, *args)
-        np.testing.assert_array_equal(col, nk.im2col(x, *args), err_msg=str(args))  # a pure copy
+        col = _C.im2col(x, G(*args))
+        np.testing.assert_array_equal(col, nk.im2col(x, G(*args)), err_msg=str(args))  # a pure copy
         c = random(col.shape, dtype, seed=n_checked)
         h, w = shape[2:]
-        assert_close(_C.col2im(c, h, w, *args[2:]), nk.col2im(c, h, w, *args[2:]), dtype)
+        assert_close(_C.col2im(c, (h, w), G(*args)), nk.col2im(c, (h, w), G(*args)), dtype)
         n_checked += 1
     assert n_checked > 100
 
@@ -173,7 +179,7 @@ def test_cpp_matches_twin_on_narrow_images(w, dtype):
     for kh, kw in ((1, 1), (2, 1), (3, 2)):
         for sh, sw, ph, pw, dh, dw in param_grid(5, w, kh, kw, dils=(1, 2)):
             args = (kh, kw, sh, sw, ph, pw, dh, dw)
-            np.testing.assert_array_equal(_C.im2col(x, *args), nk.im2col(x, *args), err_msg=str(args))
+            np.testing.assert_array_equal(_C.im2col(x, G(*args)), nk.im2col(x, G(*args)), err_msg=str(args))
             n_checked += 1
     assert n_checked > 50
 
@@ -190,10 +196,10 @@ def test_cpp_matches_twin_around_the_fixed_row_widths(dtype):
             grid = param_grid(4, w, kh, kw, strides=(1, 2, 4), pads=(0, 1), dils=(1, 2))
             for sh, sw, ph, pw, dh, dw in grid:
                 args = (kh, kw, sh, sw, ph, pw, dh, dw)
-                col = _C.im2col(x, *args)
+                col = _C.im2col(x, G(*args))
                 if col.shape[-1] in hit:
                     hit[col.shape[-1]] += 1
-                np.testing.assert_array_equal(col, nk.im2col(x, *args), err_msg=f"w={w} {args}")
+                np.testing.assert_array_equal(col, nk.im2col(x, G(*args)), err_msg=f"w={w} {args}")
     assert min(hit.values()) >= 4, hit
 
 
@@ -205,15 +211,15 @@ def test_cpp_kernel_as_large_as_padded_input(dtype):
         # The largest kernel whose dilated extent DH*(KH-1)+1 still fits the padded input.
         kh, kw = (5 + 2 * ph - 1) // dh + 1, (4 + 2 * pw - 1) // dw + 1
         args = (kh, kw, 1, 1, ph, pw, dh, dw)
-        col = _C.im2col(x, *args)
+        col = _C.im2col(x, G(*args))
         assert col.shape[4:] == (out_size(5, kh, 1, ph, dh), out_size(4, kw, 1, pw, dw))
         if dh == dw == 1:
             assert col.shape[4:] == (1, 1)  # a single window covers the whole padded input
         with pytest.raises(ValueError, match="does not fit"):
-            _C.im2col(x, kh + 1, kw, 1, 1, ph, pw, dh, dw)
-        np.testing.assert_array_equal(col, nk.im2col(x, *args))
+            _C.im2col(x, G(kh + 1, kw, 1, 1, ph, pw, dh, dw))
+        np.testing.assert_array_equal(col, nk.im2col(x, G(*args)))
         c = random(col.shape, dtype)
-        assert_close(_C.col2im(c, 5, 4, *args[2:]), nk.col2im(c, 5, 4, *args[2:]), dtype)
+        assert_close(_C.col2im(c, (5, 4), G(*args)), nk.col2im(c, (5, 4), G(*args)), dtype)
 
 
 @needs_cpp
@@ -222,10 +228,10 @@ def test_cpp_large_strides_and_padding(dtype):
     """Strides > 4 or wide padding take the C++ general (non phase-split) path."""
     x = random((2, 2, 11, 13), dtype)
     for args in [(3, 3, 5, 6, 2, 1, 1, 1), (2, 3, 7, 5, 4, 0, 2, 3), (3, 3, 1, 1, 700, 2, 1, 1)]:
-        col = _C.im2col(x, *args)
-        np.testing.assert_array_equal(col, nk.im2col(x, *args))
+        col = _C.im2col(x, G(*args))
+        np.testing.assert_array_equal(col, nk.im2col(x, G(*args)))
         c = random(col.shape, dtype)
-        assert_close(_C.col2im(c, 11, 13, *args[2:]), nk.col2im(c, 11, 13, *args[2:]), dtype)
+        assert_close(_C.col2im(c, (11, 13), G(*args)), nk.col2im(c, (11, 13), G(*args)), dtype)
 
 
 @needs_cpp
@@ -233,10 +239,10 @@ def test_cpp_large_batch_runs_parallel_path():
     """Big enough to cross the threshold above which the C++ loops run in parallel."""
     x = random((32, 8, 48, 46), np.float32)  # 1.3 to 5 million column elements (threshold: 2**20)
     for args in [(3, 3, 1, 1, 1, 1, 1, 1), (3, 3, 2, 2, 1, 1, 1, 1), (4, 4, 2, 2, 1, 1, 1, 1)]:
-        col = _C.im2col(x, *args)
+        col = _C.im2col(x, G(*args))
         assert col.size >= 2**20
-        np.testing.assert_array_equal(col, nk.im2col(x, *args))
-        assert_close(_C.col2im(col, 48, 46, *args[2:]), nk.col2im(col, 48, 46, *args[2:]), np.float32)
+        np.testing.assert_array_equal(col, nk.im2col(x, G(*args)))
+        assert_close(_C.col2im(col, (48, 46), G(*args)), nk.col2im(col, (48, 46), G(*args)), np.float32)
 
 
 # ---------------------------------------------------------------- layouts and dispatch
@@ -258,16 +264,16 @@ def test_non_contiguous_inputs(impl):
     mod = nk if impl == "numpy" else _C
     x = random((2, 3, 7, 6), np.float64)
     args = (3, 2, 2, 1, 1, 0, 1, 2)
-    expected = mod.im2col(x, *args)
+    expected = mod.im2col(x, G(*args))
     c = random(expected.shape, np.float64)
-    expected_x = mod.col2im(c, 7, 6, *args[2:])
+    expected_x = mod.col2im(c, (7, 6), G(*args))
     for name, view in non_contiguous_views(x).items():
         np.testing.assert_array_equal(view, x)
-        np.testing.assert_array_equal(mod.im2col(view, *args), expected, err_msg=name)
+        np.testing.assert_array_equal(mod.im2col(view, G(*args)), expected, err_msg=name)
     c_view = np.repeat(c, 2, axis=5)[..., ::2]
-    np.testing.assert_array_equal(mod.col2im(c_view, 7, 6, *args[2:]), expected_x)
+    np.testing.assert_array_equal(mod.col2im(c_view, (7, 6), G(*args)), expected_x)
     np.testing.assert_array_equal(
-        mod.im2col(np.broadcast_to(x[:1], x.shape), *args)[:, :, :, 1], expected[:, :, :, 0]
+        mod.im2col(np.broadcast_to(x[:1], x.shape), G(*args))[:, :, :, 1], expected[:, :, :, 0]
     )
 
 
@@ -284,7 +290,7 @@ def test_cpp_does_not_copy_contiguous_input():
         tracemalloc.start()
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
-        col = _C.im2col(a, 1, 1, 1, 1, 0, 0, 1, 1)
+        col = _C.im2col(a, G(1, 1, 1, 1, 0, 0, 1, 1))
         peak = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
         del col
@@ -305,7 +311,7 @@ def test_dispatch_and_info():
         K.set_kernels("numpy")
         assert K.backend_name(x) == "numpy"
         np.testing.assert_array_equal(
-            K.im2col(x, 2, 2, 1, 1, 0, 0, 1, 1), nk.im2col(x, 2, 2, 1, 1, 0, 0, 1, 1)
+            K.im2col(x, G(2, 2, 1, 1, 0, 0, 1, 1)), nk.im2col(x, G(2, 2, 1, 1, 0, 0, 1, 1))
         )
         if _C is not None:
             K.set_kernels("cpp")
@@ -362,14 +368,14 @@ def test_thread_counts_give_identical_results(x_shape, params):
     kh, kw, *rest = params
     rng = np.random.default_rng(5)
     x = rng.standard_normal(x_shape).astype(np.float32)
-    want_col = nk.im2col(x, kh, kw, *rest)
+    want_col = nk.im2col(x, G(kh, kw, *rest))
     col = rng.standard_normal(want_col.shape).astype(np.float32)
-    want_img = nk.col2im(col, x_shape[2], x_shape[3], *rest)
+    want_img = nk.col2im(col, x_shape[2:], G(kh, kw, *rest))
     assert want_col.size >= 2**20
     for threads in (1, 2, 3, 7):
-        got_col = _C.im2col(x, kh, kw, *rest, threads=threads)
+        got_col = _C.im2col(x, G(kh, kw, *rest), threads=threads)
         np.testing.assert_array_equal(got_col, want_col, err_msg=f"{threads} threads")
-        got_img = _C.col2im(col, x_shape[2], x_shape[3], *rest, threads=threads)
+        got_img = _C.col2im(col, x_shape[2:], G(kh, kw, *rest), threads=threads)
         if threads == 1:
             first_img = got_img
         np.testing.assert_array_equal(got_img, first_img, err_msg=f"col2im, {threads} threads")
@@ -384,10 +390,10 @@ def test_kernels_called_from_several_python_threads_at_once():
     x_shape, (kh, kw, *rest) = _POOL_CASES[0]
     rng = np.random.default_rng(6)
     xs = [rng.standard_normal(x_shape).astype(np.float32) for _ in range(6)]
-    wants = [nk.im2col(x, kh, kw, *rest) for x in xs]
+    wants = [nk.im2col(x, G(kh, kw, *rest)) for x in xs]
     with ThreadPoolExecutor(3) as ex:
         for _ in range(3):
-            gots = list(ex.map(lambda x: _C.im2col(x, kh, kw, *rest), xs))
+            gots = list(ex.map(lambda x: _C.im2col(x, G(kh, kw, *rest)), xs))
             for got, want in zip(gots, wants):
                 np.testing.assert_array_equal(got, want)
 
@@ -398,15 +404,16 @@ def test_pool_works_in_a_forked_child():
     """A child forked after the pool ran (e.g. a DataLoader worker) gets a fresh pool, not a hang."""
     x_shape, (kh, kw, *rest) = _POOL_CASES[0]
     x = np.random.default_rng(7).standard_normal(x_shape).astype(np.float32)
-    want = nk.im2col(x, kh, kw, *rest)
+    want = nk.im2col(x, G(kh, kw, *rest))
     code = (
         "import os, sys, numpy as np, tinyae.kernels as K\n"
         "from tinyae import _C\n"
         "x = np.load(sys.argv[1]); want = np.load(sys.argv[2])\n"
-        "_C.im2col(x, *[int(a) for a in sys.argv[3:]], threads=2)  # the parent's workers exist now\n"
+        "a = [int(v) for v in sys.argv[3:]]; g = K.Geometry(a[0:2], a[2:4], a[4:6], a[6:8])\n"
+        "_C.im2col(x, g, threads=2)  # the parent's workers exist now\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
-        "    ok = np.array_equal(_C.im2col(x, *[int(a) for a in sys.argv[3:]], threads=2), want)\n"
+        "    ok = np.array_equal(_C.im2col(x, g, threads=2), want)\n"
         "    os._exit(0 if ok else 3)\n"
         "_, status = os.waitpid(pid, 0)\n"
         "sys.exit(os.waitstatus_to_exitcode(status))\n"
@@ -436,7 +443,9 @@ def test_env_var_selects_numpy_twin():
 
 
 def implementations():
-    impls = [("numpy", nk), ("dispatch", K)]
+    """The checked entry points: the dispatcher (whose checks guard the twin, which trusts its
+    arguments) and the extension, which re-checks what keeps its memory accesses in bounds."""
+    impls = [("dispatch", K)]
     if _C is not None:
         impls.append(("cpp", _C))
     return impls
@@ -445,63 +454,90 @@ def implementations():
 @pytest.mark.parametrize("name,mod", implementations(), ids=lambda v: v if isinstance(v, str) else "")
 def test_bad_im2col_arguments(name, mod):
     x = np.zeros((2, 3, 5, 5), np.float32)
-    ok = (3, 3, 1, 1, 1, 1, 1, 1)
+    ok = G(3, 3, 1, 1, 1, 1, 1, 1)
     with pytest.raises(TypeError, match=r"im2col: argument 'x' must be float32 or float64.*int64"):
-        mod.im2col(x.astype(np.int64), *ok)
+        mod.im2col(x.astype(np.int64), ok)
     with pytest.raises(TypeError, match="im2col: argument 'x'.*float16"):
-        mod.im2col(x.astype(np.float16), *ok)
+        mod.im2col(x.astype(np.float16), ok)
     with pytest.raises(TypeError, match="im2col: argument 'x'.*>f4"):
-        mod.im2col(x.astype(">f4"), *ok)  # byte-swapped: the kernels read native order only
+        mod.im2col(x.astype(">f4"), ok)  # byte-swapped: the kernels read native order only
     with pytest.raises(ValueError, match="im2col: argument 'x' must be 4-D"):
-        mod.im2col(x[0], *ok)
-    with pytest.raises(ValueError, match="im2col: argument 'kh' must be positive"):
-        mod.im2col(x, 0, 3, 1, 1, 1, 1, 1, 1)
-    with pytest.raises(ValueError, match="im2col: argument 'sw' must be positive"):
-        mod.im2col(x, 3, 3, 1, 0, 1, 1, 1, 1)
-    with pytest.raises(ValueError, match="im2col: argument 'dh' must be positive"):
-        mod.im2col(x, 3, 3, 1, 1, 1, 1, -1, 1)
-    with pytest.raises(ValueError, match="im2col: argument 'pw' must be >= 0"):
-        mod.im2col(x, 3, 3, 1, 1, 1, -1, 1, 1)
+        mod.im2col(x[0], ok)
     with pytest.raises(ValueError, match="im2col: kernel .* does not fit"):
-        mod.im2col(x, 8, 3, 1, 1, 1, 1, 1, 1)
+        mod.im2col(x, G(8, 3, 1, 1, 1, 1, 1, 1))
     with pytest.raises(ValueError, match="im2col: kernel .* does not fit"):
-        mod.im2col(x, 3, 3, 1, 1, 0, 0, 3, 1)  # dilated extent 7 > 5
-    with pytest.raises((ValueError, MemoryError)):
-        mod.im2col(x, 3, 3, 1, 1, 2**40, 1, 1, 1)  # absurd padding: an error, never a crash
+        mod.im2col(x, G(3, 3, 1, 1, 0, 0, 3, 1))  # dilated extent 7 > 5
+    with pytest.raises(TypeError, match="Geometry"):
+        mod.im2col(x, (3, 3, 1, 1, 1, 1, 1, 1))
+
+
+def test_geometry_checks_its_numbers_once():
+    with pytest.raises(ValueError, match="Geometry: argument 'kernel' must be a positive int"):
+        G(0, 3, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="Geometry: argument 'stride' must be a positive int"):
+        G(3, 3, 1, 0, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="Geometry: argument 'dilation' must be a positive int"):
+        G(3, 3, 1, 1, 1, 1, -1, 1)
+    with pytest.raises(ValueError, match="Geometry: argument 'padding' must be a non-negative int"):
+        G(3, 3, 1, 1, 1, -1, 1, 1)
+    with pytest.raises(ValueError, match="Geometry: argument 'padding'"):
+        G(3, 3, 1, 1, 2**40, 1, 1, 1)  # absurd padding: an error, never a crash
+    with pytest.raises(ValueError, match="Geometry: argument 'kernel'"):
+        G(2.0, 2, 1, 1, 0, 0, 1, 1)
+    with pytest.raises(ValueError, match="Geometry: argument 'stride'"):
+        G(2, 2, True, 1, 0, 0, 1, 1)
+    with pytest.raises(ValueError, match="Geometry: argument 'groups' must be a positive int"):
+        G(2, 2, 1, 1, 0, 0, 1, 1, groups=0)
+    g = Geometry(np.int64(3), stride=[2, 1], padding=1)
+    assert (g.kernel, g.stride, g.padding, g.dilation, g.groups) == ((3, 3), (2, 1), (1, 1), (1, 1), 1)
+    assert all(type(v) is int for v in (*g.kernel, *g.stride, g.groups))
+    assert g.out_size(7, 5) == (out_size(7, 3, 2, 1, 1), out_size(5, 3, 1, 1, 1))
+
+
+@needs_cpp
+def test_extension_rechecks_a_duck_typed_geometry():
+    """_C takes anything with Geometry's attributes; numbers that would index out of bounds are refused."""
+    from types import SimpleNamespace
+
+    x = np.zeros((2, 3, 5, 5), np.float32)
+
+    def fake(**changes):
+        fields = dict(kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)
+        return SimpleNamespace(**{**fields, **changes})
+
+    np.testing.assert_array_equal(_C.im2col(x, fake()), nk.im2col(x, G(3, 3, 1, 1, 1, 1, 1, 1)))
+    with pytest.raises(ValueError, match="im2col: argument 'kernel' must be positive"):
+        _C.im2col(x, fake(kernel=(0, 3)))
+    with pytest.raises(ValueError, match="im2col: argument 'stride' must be positive"):
+        _C.im2col(x, fake(stride=(1, 0)))
+    with pytest.raises(ValueError, match="im2col: argument 'padding' must be >= 0"):
+        _C.im2col(x, fake(padding=(1, -1)))
+    with pytest.raises(ValueError, match="im2col: argument 'padding' is too large"):
+        _C.im2col(x, fake(padding=(2**40, 1)))
+    with pytest.raises(TypeError, match="geometry: 'stride' must be a pair of ints"):
+        _C.im2col(x, fake(stride=3))
+    with pytest.raises(TypeError, match="Geometry"):
+        _C.im2col(x, object())
 
 
 @pytest.mark.parametrize("name,mod", implementations(), ids=lambda v: v if isinstance(v, str) else "")
 def test_bad_col2im_arguments(name, mod):
     col = np.zeros((3, 3, 3, 2, 5, 5), np.float64)  # from a (2, 3, 5, 5) image, k3 s1 p1
+    g = G(3, 3, 1, 1, 1, 1, 1, 1)
     with pytest.raises(TypeError, match="col2im: argument 'col' must be float32 or float64.*int32"):
-        mod.col2im(col.astype(np.int32), 5, 5, 1, 1, 1, 1, 1, 1)
+        mod.col2im(col.astype(np.int32), (5, 5), g)
     with pytest.raises(ValueError, match="col2im: argument 'col' must be 6-D"):
-        mod.col2im(col[0], 5, 5, 1, 1, 1, 1, 1, 1)
-    with pytest.raises(ValueError, match="col2im: argument 'col'.*\\(OH, OW\\)"):
-        mod.col2im(col, 6, 5, 1, 1, 1, 1, 1, 1)  # (6, 5) gives OH = 6, col has 5
-    with pytest.raises(ValueError, match="col2im: argument 'col'.*\\(OH, OW\\)"):
-        mod.col2im(col, 5, 5, 2, 1, 1, 1, 1, 1)
-    with pytest.raises(ValueError, match="col2im: argument 'h' must be positive"):
-        mod.col2im(col, 0, 5, 1, 1, 1, 1, 1, 1)
-    with pytest.raises(ValueError, match="col2im: argument 'ph' must be >= 0"):
-        mod.col2im(col, 5, 5, 1, 1, -1, 1, 1, 1)
-    with pytest.raises(ValueError, match="col2im: argument 'dw' must be positive"):
-        mod.col2im(col, 5, 5, 1, 1, 1, 1, 1, 0)
+        mod.col2im(col[0], (5, 5), g)
+    with pytest.raises(ValueError, match="col2im: argument 'col' has shape"):
+        mod.col2im(col, (6, 5), g)  # (6, 5) gives OH = 6, col has 5
+    with pytest.raises(ValueError, match="col2im: argument 'col' has shape"):
+        mod.col2im(col, (5, 5), G(3, 3, 2, 1, 1, 1, 1, 1))
+    with pytest.raises(ValueError, match="col2im: argument 'col' has shape"):
+        mod.col2im(col, (5, 5), G(2, 3, 1, 1, 1, 1, 1, 1))  # the kernel differs from col's
+    with pytest.raises(ValueError, match="col2im: argument 'output_size'"):
+        mod.col2im(col, (0, 5), g)
     with pytest.raises(ValueError, match="col2im: argument 'col'"):
-        mod.col2im(np.zeros((3, 0, 3, 2, 5, 5)), 5, 5, 1, 1, 1, 1, 1, 1)
-
-
-def test_python_checks_reject_non_integers():
-    x = np.zeros((1, 1, 4, 4), np.float64)
-    with pytest.raises(TypeError, match="im2col: argument 'kh' must be an int, got float"):
-        K.im2col(x, 2.0, 2, 1, 1, 0, 0, 1, 1)
-    with pytest.raises(TypeError, match="im2col: argument 'sh' must be an int, got bool"):
-        K.im2col(x, 2, 2, True, 1, 0, 0, 1, 1)
-    with pytest.raises(TypeError, match="im2col: argument 'x' must be an ndarray"):
-        K.im2col([[[[1.0]]]], 1, 1, 1, 1, 0, 0, 1, 1)
-    np.testing.assert_array_equal(
-        K.im2col(x, np.int64(2), 2, 1, 1, 0, 0, 1, 1), nk.im2col(x, 2, 2, 1, 1, 0, 0, 1, 1)
-    )
+        mod.col2im(np.zeros((3, 0, 3, 2, 5, 5)), (5, 5), g)
 
 
 # ---------------------------------------------------------------- CUDA
@@ -542,26 +578,26 @@ def test_cuda_matches_twin(dtype):
     assert K.backend_name(xg) == "cuda"
     for sh, sw, ph, pw, dh, dw in param_grid(7, 9, 3, 2, strides=(1, 2, 3), pads=(0, 1, 3), dils=(1, 2)):
         args = (3, 2, sh, sw, ph, pw, dh, dw)
-        col = K.im2col(xg, *args)
-        np.testing.assert_array_equal(cp.asnumpy(col), nk.im2col(x, *args))
+        col = K.im2col(xg, G(*args))
+        np.testing.assert_array_equal(cp.asnumpy(col), nk.im2col(x, G(*args)))
         c = random(col.shape, dtype)
-        got = K.col2im(cp.asarray(c), 7, 9, *args[2:])
-        assert_close(cp.asnumpy(got), nk.col2im(c, 7, 9, *args[2:]), dtype)
+        got = K.col2im(cp.asarray(c), (7, 9), G(*args))
+        assert_close(cp.asnumpy(got), nk.col2im(c, (7, 9), G(*args)), dtype)
 
 
 def test_cuda_col2im_is_deterministic_and_validates():
     cp = _cupy_or_skip()
     c = cp.asarray(random((4, 3, 3, 8, 16, 16), np.float32))
-    first = K.col2im(c, 16, 16, 1, 1, 1, 1, 1, 1)
+    first = K.col2im(c, (16, 16), G(3, 3, 1, 1, 1, 1, 1, 1))
     for _ in range(3):
-        assert bool((K.col2im(c, 16, 16, 1, 1, 1, 1, 1, 1) == first).all())
+        assert bool((K.col2im(c, (16, 16), G(3, 3, 1, 1, 1, 1, 1, 1)) == first).all())
     x_view = cp.asarray(random((2, 3, 8, 8), np.float64))[:, :, ::2]  # non-contiguous
     np.testing.assert_array_equal(
-        cp.asnumpy(K.im2col(x_view, 2, 2, 1, 1, 0, 0, 1, 1)),
-        nk.im2col(cp.asnumpy(x_view), 2, 2, 1, 1, 0, 0, 1, 1),
+        cp.asnumpy(K.im2col(x_view, G(2, 2, 1, 1, 0, 0, 1, 1))),
+        nk.im2col(cp.asnumpy(x_view), G(2, 2, 1, 1, 0, 0, 1, 1)),
     )
     with pytest.raises(TypeError, match="im2col: argument 'x'"):
-        K.im2col(cp.zeros((1, 1, 3, 3), cp.int32), 2, 2, 1, 1, 0, 0, 1, 1)
+        K.im2col(cp.zeros((1, 1, 3, 3), cp.int32), G(2, 2, 1, 1, 0, 0, 1, 1))
 
 
 # ---------------------------------------------------------------- out= buffers
@@ -584,16 +620,16 @@ def test_out_equals_returned_result_on_grid(name, mod, shape, kh, kw, dtype):
     n_checked = 0
     for sh, sw, ph, pw, dh, dw in param_grid(h, w, kh, kw):
         args = (kh, kw, sh, sw, ph, pw, dh, dw)
-        expected = mod.im2col(x, *args)
+        expected = mod.im2col(x, G(*args))
         # Filled with NaN: any element the kernel failed to write would show up.
         out = np.full(expected.shape, np.nan, dtype)
-        assert mod.im2col(x, *args, out=out) is out
+        assert mod.im2col(x, G(*args), out=out) is out
         np.testing.assert_array_equal(out, expected, err_msg=str(args))
         c = random(expected.shape, dtype, seed=n_checked)
-        expected_x = mod.col2im(c, h, w, *args[2:])
+        expected_x = mod.col2im(c, (h, w), G(*args))
         # col2im overwrites: garbage already in out must not be accumulated onto.
         out_x = np.full(expected_x.shape, 1e3, dtype)
-        assert mod.col2im(c, h, w, *args[2:], out=out_x) is out_x
+        assert mod.col2im(c, (h, w), G(*args), out=out_x) is out_x
         np.testing.assert_array_equal(out_x, expected_x, err_msg=str(args))
         n_checked += 1
     assert n_checked > 100
@@ -607,18 +643,18 @@ def test_out_cpp_and_twin_agree_on_layer_shape():
     out_c = np.empty((8, 3, 3, 16, 14, 14), np.float32)
     out_n = np.empty_like(out_c)
     for _ in range(2):  # the second call overwrites the first's result in place
-        _C.im2col(x, *args, out=out_c)
-        nk.im2col(x, *args, out=out_n)
+        _C.im2col(x, G(*args), out=out_c)
+        nk.im2col(x, G(*args), out=out_n)
         np.testing.assert_array_equal(out_c, out_n)
     img_c = np.empty(x.shape, np.float32)
     img_n = np.empty(x.shape, np.float32)
     for _ in range(2):
-        _C.col2im(out_c, 28, 28, *args[2:], out=img_c)
-        nk.col2im(out_c, 28, 28, *args[2:], out=img_n)
+        _C.col2im(out_c, (28, 28), G(*args), out=img_c)
+        nk.col2im(out_c, (28, 28), G(*args), out=img_n)
         assert_close(img_c, img_n, np.float32)
 
 
-@pytest.mark.parametrize("name,mod", out_implementations(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("name,mod", implementations(), ids=lambda v: v if isinstance(v, str) else "")
 def test_bad_out_raises(name, mod):
     x = random((2, 3, 5, 5), np.float32)
     args = (3, 3, 1, 1, 1, 1, 1, 1)
@@ -627,40 +663,40 @@ def test_bad_out_raises(name, mod):
     with pytest.raises(
         ValueError, match=rf"im2col: argument 'out' must have shape {shape_re}, got \(3, 3, 3, 2, 5\)"
     ):
-        mod.im2col(x, *args, out=np.empty(shape[:-1], np.float32))
+        mod.im2col(x, G(*args), out=np.empty(shape[:-1], np.float32))
     with pytest.raises(
         TypeError, match=r"im2col: argument 'out' must have dtype float32 like 'x', got float64"
     ):
-        mod.im2col(x, *args, out=np.empty(shape, np.float64))
+        mod.im2col(x, G(*args), out=np.empty(shape, np.float64))
     strided = np.empty(shape[:-1] + (10,), np.float32)[..., ::2]
     with pytest.raises(ValueError, match=r"im2col: argument 'out' must be C-contiguous"):
-        mod.im2col(x, *args, out=strided)
+        mod.im2col(x, G(*args), out=strided)
     with pytest.raises(TypeError, match=r"im2col: argument 'out' must be a.*, got list"):
-        mod.im2col(x, *args, out=[0.0])
+        mod.im2col(x, G(*args), out=[0.0])
     read_only = np.empty(shape, np.float32)
     read_only.flags.writeable = False
     with pytest.raises(ValueError, match=r"im2col: argument 'out' is read-only"):
-        mod.im2col(x, *args, out=read_only)
+        mod.im2col(x, G(*args), out=read_only)
     # out aliasing the input: one buffer holds both x and (overlapping it) the column buffer.
     both = np.zeros(int(np.prod(shape)) + x.size, np.float32)
     x_in = both[: x.size].reshape(x.shape)
     x_in[...] = x
     with pytest.raises(ValueError, match=r"im2col: argument 'out' overlaps the memory of 'x'"):
-        mod.im2col(x_in, *args, out=both[x.size // 2 : x.size // 2 + int(np.prod(shape))].reshape(shape))
+        mod.im2col(x_in, G(*args), out=both[x.size // 2 : x.size // 2 + int(np.prod(shape))].reshape(shape))
 
     col = random(shape, np.float64)
     with pytest.raises(
         ValueError, match=r"col2im: argument 'out' must have shape \(2, 3, 5, 5\), got \(2, 3, 5, 6\)"
     ):
-        mod.col2im(col, 5, 5, 1, 1, 1, 1, 1, 1, out=np.empty((2, 3, 5, 6)))
+        mod.col2im(col, (5, 5), G(3, 3, 1, 1, 1, 1, 1, 1), out=np.empty((2, 3, 5, 6)))
     with pytest.raises(
         TypeError, match=r"col2im: argument 'out' must have dtype float64 like 'col', got float32"
     ):
-        mod.col2im(col, 5, 5, 1, 1, 1, 1, 1, 1, out=np.empty((2, 3, 5, 5), np.float32))
+        mod.col2im(col, (5, 5), G(3, 3, 1, 1, 1, 1, 1, 1), out=np.empty((2, 3, 5, 5), np.float32))
     with pytest.raises(ValueError, match=r"col2im: argument 'out' must be C-contiguous"):
-        mod.col2im(col, 5, 5, 1, 1, 1, 1, 1, 1, out=np.empty((2, 3, 5, 5)).transpose(0, 1, 3, 2))
+        mod.col2im(col, (5, 5), G(3, 3, 1, 1, 1, 1, 1, 1), out=np.empty((2, 3, 5, 5)).transpose(0, 1, 3, 2))
     with pytest.raises(ValueError, match=r"col2im: argument 'out' overlaps the memory of 'col'"):
-        mod.col2im(col, 5, 5, 1, 1, 1, 1, 1, 1, out=col.reshape(-1)[:150].reshape(2, 3, 5, 5))
+        mod.col2im(col, (5, 5), G(3, 3, 1, 1, 1, 1, 1, 1), out=col.reshape(-1)[:150].reshape(2, 3, 5, 5))
 
 
 @needs_cpp
@@ -669,7 +705,7 @@ def test_bad_out_is_refused_before_any_write():
     x = random((2, 3, 5, 5), np.float32)
     out = np.full((3, 3, 3, 2, 5, 4), 7.0, np.float32)
     with pytest.raises(ValueError):
-        _C.im2col(x, 3, 3, 1, 1, 1, 1, 1, 1, out=out)
+        _C.im2col(x, G(3, 3, 1, 1, 1, 1, 1, 1), out=out)
     assert (out == 7.0).all()
 
 
@@ -677,17 +713,17 @@ def test_cuda_out():
     cp = _cupy_or_skip()
     x = random((2, 3, 7, 9), np.float32)
     args = (3, 2, 2, 1, 1, 0, 1, 2)
-    expected = nk.im2col(x, *args)
+    expected = nk.im2col(x, G(*args))
     out = cp.full(expected.shape, cp.nan, cp.float32)
-    assert K.im2col(cp.asarray(x), *args, out=out) is out
+    assert K.im2col(cp.asarray(x), G(*args), out=out) is out
     np.testing.assert_array_equal(cp.asnumpy(out), expected)
     c = random(expected.shape, np.float32)
     out_x = cp.full((2, 3, 7, 9), 1e3, cp.float32)
-    assert K.col2im(cp.asarray(c), 7, 9, *args[2:], out=out_x) is out_x
-    assert_close(cp.asnumpy(out_x), nk.col2im(c, 7, 9, *args[2:]), np.float32)
+    assert K.col2im(cp.asarray(c), (7, 9), G(*args), out=out_x) is out_x
+    assert_close(cp.asnumpy(out_x), nk.col2im(c, (7, 9), G(*args)), np.float32)
     with pytest.raises(
         TypeError, match=r"im2col: argument 'out' must be a cupy.ndarray like 'x', got numpy.ndarray"
     ):
-        K.im2col(cp.asarray(x), *args, out=np.empty(expected.shape, np.float32))
+        K.im2col(cp.asarray(x), G(*args), out=np.empty(expected.shape, np.float32))
     with pytest.raises(ValueError, match=r"col2im: argument 'out' must have shape"):
-        K.col2im(cp.asarray(c), 7, 9, *args[2:], out=cp.empty((2, 3, 7, 8), cp.float32))
+        K.col2im(cp.asarray(c), (7, 9), G(*args), out=cp.empty((2, 3, 7, 8), cp.float32))

@@ -108,9 +108,10 @@ def test_cpp_pool_workers_keep_off_the_callers_cpu():
 import json, os
 import numpy as np
 from tinyae import _C
+from tinyae.kernels import Geometry
 x = np.ones((64, 32, 28, 28), np.float32)
 for _ in range(5):
-    _C.im2col(x, 3, 3, 1, 1, 1, 1, 1, 1, threads=2)
+    _C.im2col(x, Geometry(3, 1, 1), threads=2)
 sizes = [len(os.sched_getaffinity(int(tid))) for tid in os.listdir("/proc/self/task")]
 print(json.dumps([len(os.sched_getaffinity(0)), sorted(sizes)]))
 """

@@ -1,14 +1,15 @@
 """im2col / col2im, a direct conv2d, batch norm's passes and Adam's update: one API, one
 implementation per backend.
 
-``im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)`` turns the sliding windows of an
-image ``x`` (N, C, H, W) into a column buffer ``col`` (C, KH, KW, N, OH, OW), so
-that a convolution is one matrix product; ``col2im(col, h, w, sh, sw, ph, pw, dh, dw)``
-is its adjoint (it sums overlapping windows back into an (N, C, h, w) image).
-The notation is defined in :mod:`tinyae.kernels.numpy_kernels`, the readable spec.
-``conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups)`` is a whole convolution forward,
-``conv_transpose2d_direct(x, weight, bias, out_h, out_w, sh, ..., groups)`` a transposed one and
-``conv2d_weight_grad_direct(x, gy, kh, kw, sh, ..., groups)`` a convolution's weight gradient;
+Every convolution kernel takes one :class:`Geometry` (kernel, stride, padding, dilation, groups),
+the same object from the conv layers down to the C++ extension.
+``im2col(x, geometry)`` turns the sliding windows of an image ``x`` (N, C, H, W) into a column
+buffer ``col`` (C, KH, KW, N, OH, OW), so that a convolution is one matrix product;
+``col2im(col, (H, W), geometry)`` is its adjoint (it sums overlapping windows back into an
+(N, C, H, W) image). The notation is defined in :mod:`tinyae.kernels.numpy_kernels`, the readable
+spec. ``conv2d_direct(x, weight, bias, geometry)`` is a whole convolution forward,
+``conv_transpose2d_direct(x, weight, bias, output_size, geometry)`` a transposed one and
+``conv2d_weight_grad_direct(x, gy, geometry)`` a convolution's weight gradient;
 in C++ (float32, CPUs with AVX-512F) they never build the column buffer, elsewhere the twin runs
 them as im2col plus a product, or a product plus col2im (``*_runs_cpp`` says which).
 ``batch_norm_forward`` / ``batch_norm_backward`` are batch norm's passes over an (N, C, L) view
@@ -22,7 +23,9 @@ Which implementation runs is decided by the array:
   is missing or the environment variable ``TINYAE_KERNELS=numpy`` was set at import
   (or :func:`set_kernels` says so) -> the NumPy twin (:mod:`tinyae.kernels.numpy_kernels`).
 
-All of them accept float32 and float64 only and check their arguments first.
+All of them accept float32 and float64 only. The functions here check their arguments, once;
+the implementations behind them trust them (the C++ extension re-checks only what keeps its
+memory accesses in bounds, since it can be called directly).
 
 Both functions take an optional ``out=`` buffer of exactly the result's shape and dtype,
 C-contiguous, writeable, on the input's device and not overlapping it. The result is written
@@ -49,10 +52,11 @@ from ._checks import (
     check_conv_transpose2d_direct,
     check_im2col,
     check_out,
-    out_size,
 )
+from .geometry import Geometry, out_size
 
 __all__ = [
+    "Geometry",
     "im2col",
     "col2im",
     "conv2d_direct",
@@ -140,50 +144,46 @@ def _impl(x: Any) -> Any:
     return cpp if name == "cpp" else numpy_kernels
 
 
-def im2col(
-    x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, out: Any = None
-) -> Any:
+def im2col(x: Any, geometry: Geometry, out: Any = None) -> Any:
     """Unfold x (N, C, H, W) into col (C, KH, KW, N, OH, OW); zero padding.
 
-    ``OH = (H + 2*ph - dh*(kh-1) - 1) // sh + 1`` (same for OW). Raises TypeError
-    for a dtype other than float32/float64 and ValueError for bad shapes/parameters.
-    With ``out`` (C, KH, KW, N, OH, OW) the columns are written there and ``out`` is returned.
+    ``(OH, OW) = geometry.out_size(H, W)``. Raises TypeError for a dtype other than
+    float32/float64 and ValueError for bad shapes. With ``out`` (C, KH, KW, N, OH, OW) the
+    columns are written there and ``out`` is returned.
     """
-    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    oh, ow = check_im2col(x, geometry)
     if out is not None:
         n, c = x.shape[:2]
-        check_out("im2col", out, (c, kh, kw, n, oh, ow), x, "x")
-    return _impl(x).im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out=out)
+        check_out("im2col", out, (c, *geometry.kernel, n, oh, ow), x, "x")
+    return _impl(x).im2col(x, geometry, out=out)
 
 
-def col2im(
-    col: Any, h: int, w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, out: Any = None
-) -> Any:
-    """Fold col (C, KH, KW, N, OH, OW) into x (N, C, h, w), summing overlapping windows.
+def col2im(col: Any, output_size: tuple[int, int], geometry: Geometry, out: Any = None) -> Any:
+    """Fold col (C, KH, KW, N, OH, OW) into x (N, C, H, W), (H, W) = ``output_size``, summing
+    overlapping windows.
 
-    The adjoint of :func:`im2col`: ``<im2col(x), c> == <x, col2im(c)>``. OH and OW
-    must match what im2col gives for an (h, w) image, else ValueError. With ``out``
-    (N, C, h, w) the image overwrites ``out`` (no accumulation) and ``out`` is returned.
+    The adjoint of :func:`im2col`: ``<im2col(x), c> == <x, col2im(c)>``. col's kernel and grid
+    must be what the geometry gives for an image of that size, else ValueError. With ``out``
+    (N, C, H, W) the image overwrites ``out`` (no accumulation) and ``out`` is returned.
     """
-    args = check_col2im(col, h, w, sh, sw, ph, pw, dh, dw)
+    hw = check_col2im(col, output_size, geometry)
     if out is not None:
         c, _, _, n = col.shape[:4]
-        check_out("col2im", out, (n, c, args[0], args[1]), col, "col")
-    return _impl(col).col2im(col, *args, out=out)
+        check_out("col2im", out, (n, c, *hw), col, "col")
+    return _impl(col).col2im(col, hw, geometry, out=out)
 
 
-def conv2d_direct_runs_cpp(x: Any, ph: int = 0, pw: int = 0) -> bool:
+def conv2d_direct_runs_cpp(x: Any, geometry: Geometry) -> bool:
     """Whether :func:`conv2d_direct` on ``x`` runs the C++ kernel: a float32 NumPy array, the C++
     kernels chosen, a CPU with AVX-512F, and one zero-padded sample (C, H + 2PH, W + 2PW) within
     the kernel's per-thread scratch limit."""
     if backend_name(x) != "cpp" or not cpp.DIRECT_CONV or x.dtype != "float32" or x.ndim != 4:
         return False
+    ph, pw = geometry.padding
     return x.shape[1] * (x.shape[2] + 2 * ph) * (x.shape[3] + 2 * pw) <= cpp.DIRECT_MAX_SCRATCH
 
 
-def conv2d_direct(
-    x: Any, weight: Any, bias: Any, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int = 1
-) -> Any:
+def conv2d_direct(x: Any, weight: Any, bias: Any, geometry: Geometry) -> Any:
     """y = conv2d(x, weight) + bias: x (N, C, H, W), weight (C_out, C/groups, KH, KW), bias (C_out,)
     or None -> y (N, C_out, OH, OW).
 
@@ -191,61 +191,44 @@ def conv2d_direct(
     in registers), otherwise the twin (im2col and a product per group). Raises TypeError for a
     dtype other than float32/float64 or mixed dtypes, ValueError for bad shapes or parameters.
     """
-    args = check_conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups)
-    impl = cpp if conv2d_direct_runs_cpp(x, args[2], args[3]) else numpy_kernels
-    return impl.conv2d_direct(x, weight, bias, *args)
+    check_conv2d_direct(x, weight, bias, geometry)
+    impl = cpp if conv2d_direct_runs_cpp(x, geometry) else numpy_kernels
+    return impl.conv2d_direct(x, weight, bias, geometry)
 
 
-def conv_transpose2d_direct_runs_cpp(x: Any, weight: Any, dh: int = 1, dw: int = 1) -> bool:
+def conv_transpose2d_direct_runs_cpp(x: Any, geometry: Geometry) -> bool:
     """Whether :func:`conv_transpose2d_direct` runs the C++ kernel: as :func:`conv2d_direct_runs_cpp`,
     with dilation 1 and one sample of x padded by twice the kernel within the scratch limit."""
-    if (
-        backend_name(x) != "cpp"
-        or not cpp.DIRECT_CONV
-        or x.dtype != "float32"
-        or x.ndim != 4
-        or (dh, dw) != (1, 1)
-    ):
+    if backend_name(x) != "cpp" or not cpp.DIRECT_CONV or x.dtype != "float32" or x.ndim != 4:
         return False
-    kh, kw = weight.shape[2:]
+    if geometry.dilation != (1, 1):
+        return False
+    kh, kw = geometry.kernel
     return x.shape[1] * (x.shape[2] + 2 * kh) * (x.shape[3] + 2 * kw) <= cpp.DIRECT_MAX_SCRATCH
 
 
 def conv_transpose2d_direct(
-    x: Any,
-    weight: Any,
-    bias: Any,
-    out_h: int,
-    out_w: int,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
-    groups: int = 1,
+    x: Any, weight: Any, bias: Any, output_size: tuple[int, int], geometry: Geometry
 ) -> Any:
     """y = conv_transpose2d(x, weight) + bias: x (N, C, H, W), weight (C, C_out/groups, KH, KW), bias
-    (C_out,) or None -> y (N, C_out, out_h, out_w); (H, W) must be the conv size of (out_h, out_w).
+    (C_out,) or None -> y (N, C_out, *output_size); (H, W) must be the conv size of output_size.
 
     The C++ kernel where :func:`conv_transpose2d_direct_runs_cpp` (one stride-1 sum per output phase,
     straight into y), otherwise the twin (a product per group, then col2im). Errors as
     :func:`conv2d_direct`.
     """
-    args = check_conv_transpose2d_direct(x, weight, bias, out_h, out_w, sh, sw, ph, pw, dh, dw, groups)
-    impl = cpp if conv_transpose2d_direct_runs_cpp(x, weight, args[6], args[7]) else numpy_kernels
-    return impl.conv_transpose2d_direct(x, weight, bias, *args)
+    hw = check_conv_transpose2d_direct(x, weight, bias, output_size, geometry)
+    impl = cpp if conv_transpose2d_direct_runs_cpp(x, geometry) else numpy_kernels
+    return impl.conv_transpose2d_direct(x, weight, bias, hw, geometry)
 
 
-def conv2d_weight_grad_direct_runs_cpp(x: Any, gy: Any, ph: int = 0, pw: int = 0) -> bool:
+def conv2d_weight_grad_direct_runs_cpp(x: Any, gy: Any, geometry: Geometry) -> bool:
     """Whether :func:`conv2d_weight_grad_direct` runs the C++ kernel: float32 NumPy x and gy, and as
     :func:`conv2d_direct_runs_cpp` for x."""
-    return conv2d_direct_runs_cpp(x, ph, pw) and gy.dtype == "float32" and backend_name(gy) == "cpp"
+    return conv2d_direct_runs_cpp(x, geometry) and gy.dtype == "float32" and backend_name(gy) == "cpp"
 
 
-def conv2d_weight_grad_direct(
-    x: Any, gy: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int = 1
-) -> Any:
+def conv2d_weight_grad_direct(x: Any, gy: Any, geometry: Geometry) -> Any:
     """The weight gradient gW (C_out, C/groups, KH, KW) of y = conv2d(x, W) for the upstream gradient
     gy (N, C_out, OH, OW).
 
@@ -253,9 +236,9 @@ def conv2d_weight_grad_direct(
     registers over the whole batch, no column buffer), otherwise the twin (im2col, then gy @ col^T).
     Errors as :func:`conv2d_direct`.
     """
-    args = check_conv2d_weight_grad_direct(x, gy, kh, kw, sh, sw, ph, pw, dh, dw, groups)
-    impl = cpp if conv2d_weight_grad_direct_runs_cpp(x, gy, args[4], args[5]) else numpy_kernels
-    return impl.conv2d_weight_grad_direct(x, gy, *args)
+    check_conv2d_weight_grad_direct(x, gy, geometry)
+    impl = cpp if conv2d_weight_grad_direct_runs_cpp(x, gy, geometry) else numpy_kernels
+    return impl.conv2d_weight_grad_direct(x, gy, geometry)
 
 
 def _bn_impl(x: Any) -> Any:

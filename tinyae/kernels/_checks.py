@@ -9,32 +9,21 @@ that names the op, the argument and the offending value.
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
+
+from .geometry import Geometry
 
 #: The only dtypes the kernels accept (the C++ and CUDA code is compiled for these).
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def out_size(size: int, k: int, s: int, p: int, d: int) -> int:
-    """Output length of a sliding window: ``(size + 2p - d(k-1) - 1) // s + 1``."""
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def check_int(op: str, name: str, value: Any, minimum: int) -> int:
-    """Return ``value`` as an int, raising if it is not an integer >= ``minimum``."""
-    if isinstance(value, (bool, np.bool_)):  # True is an int in Python, but never a kernel size
-        raise TypeError(f"{op}: argument '{name}' must be an int, got bool")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{op}: argument '{name}' must be an int, got {type(value).__name__}") from None
-    if value < minimum:
-        what = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{op}: argument '{name}' must be {what}, got {value}")
-    return value
+def check_geometry(op: str, geometry: Any) -> None:
+    if not isinstance(geometry, Geometry):
+        raise TypeError(
+            f"{op}: argument 'geometry' must be a tinyae.kernels.Geometry, got {type(geometry).__name__}"
+        )
 
 
 def check_array(op: str, name: str, a: Any, ndim: int) -> None:
@@ -47,32 +36,45 @@ def check_array(op: str, name: str, a: Any, ndim: int) -> None:
         raise ValueError(f"{op}: argument '{name}' must be {ndim}-D, got shape {tuple(a.shape)}")
 
 
-def check_im2col(
-    x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int
-) -> tuple[int, ...]:
-    """Validate im2col's arguments; return ``(kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)`` as ints."""
-    op = "im2col"
+def check_im2col(x: Any, geometry: Geometry, op: str = "im2col") -> tuple[int, int]:
+    """Validate im2col's arguments; return the window grid (OH, OW)."""
     check_array(op, "x", x, 4)
-    kh, kw = check_int(op, "kh", kh, 1), check_int(op, "kw", kw, 1)
-    sh, sw = check_int(op, "sh", sh, 1), check_int(op, "sw", sw, 1)
-    ph, pw = check_int(op, "ph", ph, 0), check_int(op, "pw", pw, 0)
-    dh, dw = check_int(op, "dh", dh, 1), check_int(op, "dw", dw, 1)
-    h, w = x.shape[2], x.shape[3]
-    oh, ow = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
+    check_geometry(op, geometry)
+    oh, ow = geometry.out_size(x.shape[2], x.shape[3])
     if oh < 1 or ow < 1:
         raise ValueError(
-            f"{op}: kernel ({kh}, {kw}) with dilation ({dh}, {dw}) does not fit the padded input: "
-            f"x shape {tuple(x.shape)}, padding ({ph}, {pw}) gives output size ({oh}, {ow})"
+            f"{op}: kernel {geometry.kernel} with dilation {geometry.dilation} does not fit the padded "
+            f"input: x shape {tuple(x.shape)}, padding {geometry.padding} gives output size ({oh}, {ow})"
         )
-    return kh, kw, sh, sw, ph, pw, dh, dw, oh, ow
+    return oh, ow
 
 
-def _check_operands(op: str, x: Any, name: str, other: Any) -> None:
+def check_output_size(op: str, output_size: Any) -> tuple[int, int]:
+    """An image size (H, W): a pair of positive ints."""
+    ok = isinstance(output_size, (tuple, list)) and len(output_size) == 2
+    ok = ok and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in output_size
+    )
+    if not ok or min(output_size) < 1:
+        raise ValueError(f"{op}: argument 'output_size' must be a pair of positive ints, got {output_size!r}")
+    return int(output_size[0]), int(output_size[1])
+
+
+def _check_operands(op: str, x: Any, name: str, other: Any, geometry: Geometry) -> None:
     """x and a second operand (weight or gy): both 4-D arrays of one supported float dtype."""
     check_array(op, "x", x, 4)
     check_array(op, name, other, 4)
+    check_geometry(op, geometry)
     if other.dtype != x.dtype:
         raise TypeError(f"{op}: argument '{name}' must have dtype {x.dtype} like 'x', got {other.dtype}")
+
+
+def _check_kernel(op: str, weight: Any, geometry: Geometry) -> None:
+    if tuple(weight.shape[2:]) != geometry.kernel:
+        raise ValueError(
+            f"{op}: argument 'weight' has kernel size {tuple(weight.shape[2:])} but the geometry says "
+            f"{geometry.kernel}"
+        )
 
 
 def _check_bias(op: str, bias: Any, x: Any, c_out: int) -> None:
@@ -87,105 +89,74 @@ def _check_bias(op: str, bias: Any, x: Any, c_out: int) -> None:
         )
 
 
-def check_conv2d_direct(
-    x: Any, weight: Any, bias: Any, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int
-) -> tuple[int, ...]:
-    """Validate conv2d_direct's arguments; return ``(sh, sw, ph, pw, dh, dw, groups)`` as ints."""
+def check_conv2d_direct(x: Any, weight: Any, bias: Any, geometry: Geometry) -> None:
+    """Validate conv2d_direct's arguments."""
     op = "conv2d_direct"
-    _check_operands(op, x, "weight", weight)
-    groups = check_int(op, "groups", groups, 1)
-    c, (c_out, cg, kh, kw) = x.shape[1], weight.shape
+    _check_operands(op, x, "weight", weight, geometry)
+    _check_kernel(op, weight, geometry)
+    groups, c, (c_out, cg) = geometry.groups, x.shape[1], weight.shape[:2]
     if c_out < 1 or c % groups or c_out % groups or cg * groups != c:
         raise ValueError(
             f"{op}: argument 'weight' must have shape (C_out, C/groups, KH, KW) with C_out a multiple of "
             f"groups={groups}, for x of shape {tuple(x.shape)}; got {tuple(weight.shape)}"
         )
     _check_bias(op, bias, x, c_out)
-    check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)  # the strides, padding, dilation and output size
-    return tuple(operator.index(v) for v in (sh, sw, ph, pw, dh, dw)) + (groups,)
+    check_im2col(x, geometry, op)  # the output size
 
 
 def check_conv_transpose2d_direct(
-    x: Any,
-    weight: Any,
-    bias: Any,
-    out_h: int,
-    out_w: int,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
-    groups: int,
-) -> tuple[int, ...]:
-    """Validate conv_transpose2d_direct's arguments; return (out_h, out_w, sh, sw, ph, pw, dh, dw, groups)."""
+    x: Any, weight: Any, bias: Any, output_size: Any, geometry: Geometry
+) -> tuple[int, int]:
+    """Validate conv_transpose2d_direct's arguments; return the output size (H_out, W_out)."""
     op = "conv_transpose2d_direct"
-    _check_operands(op, x, "weight", weight)
-    groups = check_int(op, "groups", groups, 1)
-    c, (cw, cog, kh, kw) = x.shape[1], weight.shape
-    if cw != c or c % groups or cog < 1 or kh < 1 or kw < 1:
+    _check_operands(op, x, "weight", weight, geometry)
+    _check_kernel(op, weight, geometry)
+    groups, c, (cw, cog) = geometry.groups, x.shape[1], weight.shape[:2]
+    if cw != c or c % groups or cog < 1:
         raise ValueError(
             f"{op}: argument 'weight' must have shape (C, C_out/groups, KH, KW) with C a multiple of "
             f"groups={groups}, for x of shape {tuple(x.shape)}; got {tuple(weight.shape)}"
         )
     _check_bias(op, bias, x, cog * groups)
-    out_h, out_w = check_int(op, "out_h", out_h, 1), check_int(op, "out_w", out_w, 1)
-    sh, sw = check_int(op, "sh", sh, 1), check_int(op, "sw", sw, 1)
-    ph, pw = check_int(op, "ph", ph, 0), check_int(op, "pw", pw, 0)
-    dh, dw = check_int(op, "dh", dh, 1), check_int(op, "dw", dw, 1)
-    oh, ow = out_size(out_h, kh, sh, ph, dh), out_size(out_w, kw, sw, pw, dw)
-    if (oh, ow) != tuple(x.shape[2:]):
+    out_h, out_w = check_output_size(op, output_size)
+    if geometry.out_size(out_h, out_w) != tuple(x.shape[2:]):
         raise ValueError(
             f"{op}: argument 'x' has (H, W) = {tuple(x.shape[2:])} but the output size ({out_h}, {out_w}) "
-            f"and parameters give ({oh}, {ow})"
+            f"and geometry give {geometry.out_size(out_h, out_w)}"
         )
-    return out_h, out_w, sh, sw, ph, pw, dh, dw, groups
+    return out_h, out_w
 
 
-def check_conv2d_weight_grad_direct(
-    x: Any, gy: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int
-) -> tuple[int, ...]:
-    """Validate conv2d_weight_grad_direct's arguments; return (kh, kw, sh, sw, ph, pw, dh, dw, groups)."""
+def check_conv2d_weight_grad_direct(x: Any, gy: Any, geometry: Geometry) -> None:
+    """Validate conv2d_weight_grad_direct's arguments."""
     op = "conv2d_weight_grad_direct"
-    _check_operands(op, x, "gy", gy)
-    groups = check_int(op, "groups", groups, 1)
-    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
-    n, c = x.shape[:2]
+    _check_operands(op, x, "gy", gy, geometry)
+    oh, ow = check_im2col(x, geometry, op)
+    groups, (n, c) = geometry.groups, x.shape[:2]
     if gy.shape[0] != n or tuple(gy.shape[2:]) != (oh, ow) or gy.shape[1] % groups or c % groups:
         raise ValueError(
             f"{op}: argument 'gy' must have shape (N, C_out, OH, OW) = ({n}, C_out, {oh}, {ow}) with C and "
             f"C_out multiples of groups={groups}, for x of shape {tuple(x.shape)}; got {tuple(gy.shape)}"
         )
-    return kh, kw, sh, sw, ph, pw, dh, dw, groups
 
 
-def check_col2im(
-    col: Any, h: int, w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int
-) -> tuple[int, ...]:
-    """Validate col2im's arguments; return ``(h, w, sh, sw, ph, pw, dh, dw)`` as ints.
+def check_col2im(col: Any, output_size: Any, geometry: Geometry) -> tuple[int, int]:
+    """Validate col2im's arguments; return the image size (H, W).
 
-    The kernel size and the output size are read from ``col``'s shape
-    ``(C, KH, KW, N, OH, OW)``; OH and OW must be what im2col would have produced
-    for an input of size ``(h, w)`` with these parameters.
+    ``col`` (C, KH, KW, N, OH, OW) must be what im2col gives for an image of ``output_size``.
     """
     op = "col2im"
     check_array(op, "col", col, 6)
-    h, w = check_int(op, "h", h, 1), check_int(op, "w", w, 1)
-    sh, sw = check_int(op, "sh", sh, 1), check_int(op, "sw", sw, 1)
-    ph, pw = check_int(op, "ph", ph, 0), check_int(op, "pw", pw, 0)
-    dh, dw = check_int(op, "dh", dh, 1), check_int(op, "dw", dw, 1)
-    _, kh, kw, _, oh, ow = col.shape
-    if kh < 1 or kw < 1:
-        raise ValueError(f"{op}: argument 'col' has an empty kernel axis, shape {tuple(col.shape)}")
-    want = (out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw))
-    if want[0] < 1 or want[1] < 1 or (oh, ow) != want:
+    check_geometry(op, geometry)
+    h, w = check_output_size(op, output_size)
+    oh, ow = geometry.out_size(h, w)
+    if oh < 1 or ow < 1 or tuple(col.shape[1:3]) != geometry.kernel or tuple(col.shape[4:]) != (oh, ow):
         raise ValueError(
-            f"{op}: argument 'col' has shape {tuple(col.shape)} = (C, KH, KW, N, OH, OW), "
-            f"but an input of size ({h}, {w}) with stride ({sh}, {sw}), padding ({ph}, {pw}) "
-            f"and dilation ({dh}, {dw}) gives (OH, OW) = {want}"
+            f"{op}: argument 'col' has shape {tuple(col.shape)} = (C, KH, KW, N, OH, OW), but an image "
+            f"of size ({h}, {w}) and {geometry} give (C, KH, KW, N, OH, OW) = "
+            f"(C, {geometry.kernel[0]}, {geometry.kernel[1]}, N, {oh}, {ow})"
         )
-    return h, w, sh, sw, ph, pw, dh, dw
+    return h, w
 
 
 def check_out(op: str, out: Any, shape: tuple[int, ...], src: Any, src_name: str) -> None:

@@ -27,34 +27,12 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 from tinyae import kernels
 from tinyae.backend import get_array_module, is_cupy_array
-from tinyae.kernels._checks import out_size
+from tinyae.kernels.geometry import Geometry
 from tinyae.parallel import get_num_threads, in_parallel_region, parallel_for, split
-
-
-# ------------------------------------------------------------------ geometry
-@dataclass(frozen=True)
-class Geometry:
-    """Per-axis stride, padding and dilation, and the number of groups, of one convolution."""
-
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-    groups: int
-
-    def conv_out(self, h: int, w: int, kh: int, kw: int) -> tuple[int, int]:
-        """(OH, OW) of a convolution of an (h, w) input."""
-        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
-        return out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
-
-    def kernel_args(self) -> tuple[int, ...]:
-        """(SH, SW, PH, PW, DH, DW) in the order of the im2col/col2im signatures."""
-        return (*self.stride, *self.padding, *self.dilation)
-
 
 # ------------------------------------------------------------------ workspace and chunks
 # 32 MB: on W1-W5 (benchmarks/workloads.py) as fast as 256 MB (per-chunk GEMMs stay large), and a
@@ -172,13 +150,10 @@ class WeightGradSum:
     needs too) are not made twice. ``gout_cm``: gout in the channel-major layout, if at hand.
     """
 
-    def __init__(
-        self, img_shape: tuple[int, ...], gout: Any, geom: Geometry, kernel_hw: tuple[int, int], gout_cm: Any
-    ) -> None:
+    def __init__(self, img_shape: tuple[int, ...], gout: Any, geom: Geometry, gout_cm: Any) -> None:
         n, c, h, wd = img_shape
-        kh, kw = kernel_hw
-        g = geom.groups
-        oh, ow = geom.conv_out(h, wd, kh, kw)
+        (kh, kw), g = geom.kernel, geom.groups
+        oh, ow = geom.out_size(h, wd)
         self.gout = contiguous(pad_bottom_right(gout, oh, ow))  # (N, C_gout, OH, OW)
         self.g, self.cog, self.kg, self.p = g, gout.shape[1] // g, c // g * kh * kw, oh * ow
         self.shape = (gout.shape[1], c // g, kh, kw)
@@ -228,7 +203,7 @@ def conv2d(
     n, c, h, wd = x.shape
     c_out, cg, kh, kw = w.shape
     g, cog = geom.groups, c_out // geom.groups
-    oh, ow = geom.conv_out(h, wd, kh, kw)
+    oh, ow = geom.out_size(h, wd)
     kg, p = cg * kh * kw, oh * ow
     wm = contiguous(w).reshape(g, cog, kg)  # (G, Cog, Kg)
     bias = None if b is None else b.reshape(g, cog, 1)  # broadcasts over (n, G, Cog, P)
@@ -239,7 +214,7 @@ def conv2d(
     def one_chunk(i: int) -> None:
         n0, n1 = parts[i]
         m = n1 - n0
-        col = kernels.im2col(x[n0:n1], kh, kw, *geom.kernel_args())  # (C, KH, KW, m, OH, OW)
+        col = kernels.im2col(x[n0:n1], geom)  # (C, KH, KW, m, OH, OW)
         col = col.reshape(g, kg, m * p)  # (G, Kg, m*P)
         out = y[n0:n1].reshape(m, g, cog, p)  # (m, G, Cog, P): a view of y
         if one_gemm(kg):
@@ -271,7 +246,7 @@ def conv_transpose2d(
     c, cog, kh, kw = w.shape
     g, cig = geom.groups, c // geom.groups
     out_h, out_w = out_hw
-    h, wd = geom.conv_out(out_h, out_w, kh, kw)
+    h, wd = geom.out_size(out_h, out_w)
     n = x.shape[0]
     kg, p = cog * kh * kw, h * wd
     wt = contiguous(w).reshape(g, cig, kg).transpose(0, 2, 1)  # (G, Kg, Cig): BLAS reads it transposed
@@ -296,31 +271,27 @@ def conv_transpose2d(
         else:  # per sample: (G, Kg, Cig) @ (m, G, Cig, P) into the (m, G, Kg, P) view of col
             img = padded[n0:n1].reshape(m, g, cig, p)
             xp.matmul(wt, img, out=col.reshape(g, kg, m, p).transpose(2, 0, 1, 3))
-        args = (out_h, out_w, *geom.kernel_args())
         if y is None:  # one chunk: its output is y
-            outputs.append(kernels.col2im(col, *args))  # (N, C_out, OH, OW)
+            outputs.append(kernels.col2im(col, out_hw, geom))  # (N, C_out, OH, OW)
             if bias is not None:
                 outputs[0] += bias
         elif bias is None:
-            kernels.col2im(col, *args, out=y[n0:n1])  # (m, C_out, OH, OW), straight into y
+            kernels.col2im(col, out_hw, geom, out=y[n0:n1])  # (m, C_out, OH, OW), straight into y
         else:
-            part = kernels.col2im(col, *args)  # (m, C_out, OH, OW)
+            part = kernels.col2im(col, out_hw, geom)  # (m, C_out, OH, OW)
             xp.add(part, bias, out=y[n0:n1])  # the copy into y adds the bias on the way
 
     for_each_chunk(parts, one_chunk, x)  # one chunk's buffer per thread alive at a time
     return y if y is not None else outputs[0]
 
 
-def conv2d_weight_grad(
-    img: Any, gout: Any, geom: Geometry, kernel_hw: tuple[int, int], col: Any = None, gout_cm: Any = None
-) -> Any:
+def conv2d_weight_grad(img: Any, gout: Any, geom: Geometry, col: Any = None, gout_cm: Any = None) -> Any:
     """gW = gout @ im2col(img)^T per group; ``col`` (G, Kg, N*P): img's columns, if kept."""
     n, c, h, wd = img.shape
-    kh, kw = kernel_hw
-    g = geom.groups
-    oh, ow = geom.conv_out(h, wd, kh, kw)
+    (kh, kw), g = geom.kernel, geom.groups
+    oh, ow = geom.out_size(h, wd)
     kg, p = c // g * kh * kw, oh * ow
-    acc = WeightGradSum(img.shape, gout, geom, kernel_hw, gout_cm)
+    acc = WeightGradSum(img.shape, gout, geom, gout_cm)
     if col is not None:
         acc.add(col, 0, 0, n)
         return acc.result()
@@ -328,7 +299,7 @@ def conv2d_weight_grad(
 
     def one_chunk(i: int) -> None:
         n0, n1 = parts[i]
-        cols = kernels.im2col(img[n0:n1], kh, kw, *geom.kernel_args())  # (C, KH, KW, m, OH, OW)
+        cols = kernels.im2col(img[n0:n1], geom)  # (C, KH, KW, m, OH, OW)
         acc.add(cols.reshape(g, kg, (n1 - n0) * p), i, n0, n1)  # (G, Kg, m*P)
 
     for_each_chunk(parts, one_chunk, img)  # one chunk's buffer per thread alive at a time

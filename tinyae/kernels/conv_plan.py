@@ -32,12 +32,12 @@ from tinyae import kernels
 from tinyae.backend import get_array_module
 from tinyae.kernels import conv_gemm
 from tinyae.kernels.conv_gemm import (
-    Geometry,
     channel_major,
     get_workspace_limit,
     one_gemm,
     set_workspace_limit,
 )
+from tinyae.kernels.geometry import Geometry
 
 __all__ = [
     "Geometry",
@@ -67,40 +67,39 @@ def use_direct(x: Any, geom: Geometry, cog: int, kg: int) -> bool:
     """Whether a conv forward (Cog outputs per group, Kg terms per sum) runs the direct kernel."""
     if cog < DIRECT_MIN_COG or kg < DIRECT_MIN_KG:
         return False
-    return kernels.conv2d_direct_runs_cpp(x, *geom.padding)
+    return kernels.conv2d_direct_runs_cpp(x, geom)
 
 
 def use_direct_transpose(x: Any, w: Any, geom: Geometry, cog: int) -> bool:
     """The same for a transposed conv: its biggest output phase (oy mod SH, ox mod SW) sums
     Cig * ceil(KH/SH) * ceil(KW/SW) terms."""
-    (sh, sw), (kh, kw) = geom.stride, w.shape[2:]
+    (sh, sw), (kh, kw) = geom.stride, geom.kernel
     if cog < DIRECT_MIN_COG or w.shape[0] // geom.groups * -(-kh // sh) * -(-kw // sw) < DIRECT_MIN_KG:
         return False
-    return kernels.conv_transpose2d_direct_runs_cpp(x, w, *geom.dilation)
+    return kernels.conv_transpose2d_direct_runs_cpp(x, geom)
 
 
-def use_direct_weight_grad(img: Any, gout: Any, geom: Geometry, kernel_hw: tuple[int, int]) -> bool:
+def use_direct_weight_grad(img: Any, gout: Any, geom: Geometry) -> bool:
     """The same for a weight gradient (tiles of 14 taps x 32 output channels of gW)."""
-    taps = img.shape[1] // geom.groups * kernel_hw[0] * kernel_hw[1]
+    taps = img.shape[1] // geom.groups * geom.kernel[0] * geom.kernel[1]
     if gout.shape[1] // geom.groups < DIRECT_MIN_COG or taps < DIRECT_MIN_KG:
         return False
-    if tuple(gout.shape[2:]) != geom.conv_out(*img.shape[2:], *kernel_hw):  # e.g. a cropped gradient
+    if tuple(gout.shape[2:]) != geom.out_size(*img.shape[2:]):  # e.g. a cropped gradient
         return False
-    return kernels.conv2d_weight_grad_direct_runs_cpp(img, gout, *geom.padding)
+    return kernels.conv2d_weight_grad_direct_runs_cpp(img, gout, geom)
 
 
-def keep_columns(x: Any, w_shape: tuple[int, ...], geom: Geometry) -> bool:
+def keep_columns(x: Any, geom: Geometry) -> bool:
     """Whether a conv forward keeps its column buffer for the weight gradient."""
     n, c, h, wd = x.shape
-    kh, kw = w_shape[2:]
-    oh, ow = geom.conv_out(h, wd, kh, kw)
-    return c * kh * kw * n * oh * ow <= KEEP_COL_RATIO * x.size
+    oh, ow = geom.out_size(h, wd)
+    return c * geom.kernel[0] * geom.kernel[1] * n * oh * ow <= KEEP_COL_RATIO * x.size
 
 
 def flip_possible(geom: Geometry, w_shape: tuple[int, ...]) -> bool:
     """Whether a transposed conv with weight (C, Cog, KH, KW) equals a conv with the flipped kernel:
     stride 1 and a padding DH*(KH-1) - PH that is not negative."""
-    kh, kw = w_shape[2:]
+    kh, kw = geom.kernel
     (dh, dw), (ph, pw) = geom.dilation, geom.padding
     return geom.stride == (1, 1) and ph <= dh * (kh - 1) and pw <= dw * (kw - 1)
 
@@ -126,9 +125,8 @@ def _flipped(
 ) -> tuple:
     """The conv form of a stride-1 transposed conv: (W' or None when w is None, its geometry, the
     zero rows and columns to add below and right of x for output_padding, which needs DH > 1)."""
-    (dh, dw), (ph, pw) = geom.dilation, geom.padding
-    kh, kw = w_shape[2:]
-    conv_geom = Geometry((1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), geom.dilation, geom.groups)
+    (dh, dw), (ph, pw), (kh, kw) = geom.dilation, geom.padding, geom.kernel
+    conv_geom = geom.replace(stride=(1, 1), padding=(dh * (kh - 1) - ph, dw * (kw - 1) - pw))
     extra = (out_hw[0] - (x_hw[0] + dh * (kh - 1) - 2 * ph), out_hw[1] - (x_hw[1] + dw * (kw - 1) - 2 * pw))
     return (None if w is None else flip_kernel(w, geom.groups)), conv_geom, extra
 
@@ -151,9 +149,9 @@ def conv2d(x: Any, w: Any, b: Any, geom: Geometry, keep_columns: bool = False) -
     (:func:`keep_columns`), for :func:`conv2d_weight_grad`; else None."""
     c_out, cg, kh, kw = w.shape
     cog, kg = c_out // geom.groups, cg * kh * kw
-    keep = keep_columns and globals()["keep_columns"](x, w.shape, geom)
+    keep = keep_columns and globals()["keep_columns"](x, geom)
     if not keep and use_direct(x, geom, cog, kg):
-        return kernels.conv2d_direct(x, w, b, *geom.kernel_args(), groups=geom.groups), None
+        return kernels.conv2d_direct(x, w, b, geom), None
     return conv_gemm.conv2d(x, w, b, geom, keep_columns=keep)
 
 
@@ -165,22 +163,17 @@ def conv_transpose2d(
     if as_flipped_conv(geom, w.shape):
         wf, conv_geom, extra = _flipped(geom, w.shape, x.shape[2:], out_hw, w)
         return conv2d(_pad(x, extra), wf, b, conv_geom)[0]
-    h, wd = geom.conv_out(*out_hw, *w.shape[2:])
-    if x.shape[2:] == (h, wd) and use_direct_transpose(x, w, geom, w.shape[1]):
-        return kernels.conv_transpose2d_direct(x, w, b, *out_hw, *geom.kernel_args(), groups=geom.groups)
+    if x.shape[2:] == geom.out_size(*out_hw) and use_direct_transpose(x, w, geom, w.shape[1]):
+        return kernels.conv_transpose2d_direct(x, w, b, out_hw, geom)
     return conv_gemm.conv_transpose2d(x, w, b, geom, out_hw, x_cm=x_cm)
 
 
-def conv2d_weight_grad(
-    img: Any, gout: Any, geom: Geometry, kernel_hw: tuple[int, int], col: Any = None, gout_cm: Any = None
-) -> Any:
+def conv2d_weight_grad(img: Any, gout: Any, geom: Geometry, col: Any = None, gout_cm: Any = None) -> Any:
     """gW (C_gout, C_img/G, KH, KW) = gout @ im2col(img)^T per group. ``col``: img's columns and
     ``gout_cm``: gout channel-major, if the caller has them."""
-    if col is None and use_direct_weight_grad(img, gout, geom, kernel_hw):
-        return kernels.conv2d_weight_grad_direct(
-            img, gout, *kernel_hw, *geom.kernel_args(), groups=geom.groups
-        )
-    return conv_gemm.conv2d_weight_grad(img, gout, geom, kernel_hw, col=col, gout_cm=gout_cm)
+    if col is None and use_direct_weight_grad(img, gout, geom):
+        return kernels.conv2d_weight_grad_direct(img, gout, geom)
+    return conv_gemm.conv2d_weight_grad(img, gout, geom, col=col, gout_cm=gout_cm)
 
 
 def channel_sum(gy: Any) -> Any:
@@ -209,10 +202,10 @@ def conv2d_backward(
     kg = w_shape[1] * w_shape[2] * w_shape[3]
     share = one_gemm(kg) and need_x and need_w and not as_flipped_conv(geom, w_shape)
     if share and use_direct_transpose(gy, w, geom, w_shape[1]):
-        share = not use_direct_weight_grad(x, gy, geom, w_shape[2:])
+        share = not use_direct_weight_grad(x, gy, geom)
     gy_cm = channel_major(gy, geom.groups) if share else None
     gx = conv_transpose2d(gy, w, None, geom, x_shape[2:], x_cm=gy_cm) if need_x else None
-    gw = conv2d_weight_grad(x, gy, geom, w_shape[2:], col=col, gout_cm=gy_cm) if need_w else None
+    gw = conv2d_weight_grad(x, gy, geom, col=col, gout_cm=gy_cm) if need_w else None
     return gx, gw
 
 
@@ -236,19 +229,19 @@ def conv_transpose2d_backward(
         return gx, (None if gwf is None else flip_kernel(gwf, geom.groups))
     c, cog, kh, kw = w_shape
     direct_x = use_direct(gy, geom, c // geom.groups, cog * kh * kw)
-    both_direct = need_x and need_w and direct_x and use_direct_weight_grad(gy, x, geom, (kh, kw))
+    both_direct = need_x and need_w and direct_x and use_direct_weight_grad(gy, x, geom)
     gx = gw = None
     if need_x:
         acc = None
         if need_w and not both_direct:
-            acc = conv_gemm.WeightGradSum(gy.shape, x, geom, (kh, kw), None)
+            acc = conv_gemm.WeightGradSum(gy.shape, x, geom, None)
         if acc is None and direct_x:
-            y = kernels.conv2d_direct(gy, w, None, *geom.kernel_args(), groups=geom.groups)
+            y = kernels.conv2d_direct(gy, w, None, geom)
         else:
             y, _ = conv_gemm.conv2d(gy, w, None, geom, weight_grad=acc)
         gx = _crop(y, x_hw)
         if acc is not None:
             gw = acc.result()
     if need_w and gw is None:
-        gw = conv2d_weight_grad(gy, x, geom, (kh, kw))
+        gw = conv2d_weight_grad(gy, x, geom)
     return gx, gw

@@ -18,6 +18,7 @@ from types import ModuleType
 import numpy as np
 
 from ..parallel import get_num_threads, in_parallel_region
+from .geometry import Geometry
 
 
 def _import_extension() -> tuple[ModuleType | None, str | None]:
@@ -50,91 +51,39 @@ def _require() -> ModuleType:
     return _C
 
 
-def im2col(
-    x: np.ndarray,
-    kh: int,
-    kw: int,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
+def im2col(x: np.ndarray, geometry: Geometry, out: np.ndarray | None = None) -> np.ndarray:
     """C++ im2col: x (N, C, H, W) -> col (C, KH, KW, N, OH, OW), written into ``out`` when given."""
-    return _require().im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out=out, threads=_threads())
+    return _require().im2col(x, geometry, out=out, threads=_threads())
 
 
 def col2im(
-    col: np.ndarray,
-    h: int,
-    w: int,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
-    out: np.ndarray | None = None,
+    col: np.ndarray, output_size: tuple[int, int], geometry: Geometry, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """C++ col2im: col (C, KH, KW, N, OH, OW) -> x (N, C, h, w), overwriting ``out`` when given."""
-    return _require().col2im(col, h, w, sh, sw, ph, pw, dh, dw, out=out, threads=_threads())
+    """C++ col2im: col (C, KH, KW, N, OH, OW) -> x (N, C, *output_size), overwriting ``out`` when given."""
+    return _require().col2im(col, output_size, geometry, out=out, threads=_threads())
 
 
 def conv2d_direct(
-    x: np.ndarray,
-    weight: np.ndarray,
-    bias: np.ndarray | None,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
-    groups: int = 1,
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geometry: Geometry
 ) -> np.ndarray:
     """C++ direct conv2d forward (float32, AVX-512): x (N, C, H, W) -> y (N, C_out, OH, OW)."""
-    return _require().conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups, threads=_threads())
+    return _require().conv2d_direct(x, weight, bias, geometry, threads=_threads())
 
 
 def conv_transpose2d_direct(
     x: np.ndarray,
     weight: np.ndarray,
     bias: np.ndarray | None,
-    out_h: int,
-    out_w: int,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
-    groups: int = 1,
+    output_size: tuple[int, int],
+    geometry: Geometry,
 ) -> np.ndarray:
-    """C++ direct conv_transpose2d forward (float32, AVX-512, dilation 1) -> y (N, C_out, out_h, out_w)."""
-    return _require().conv_transpose2d_direct(
-        x, weight, bias, out_h, out_w, sh, sw, ph, pw, dh, dw, groups, threads=_threads()
-    )
+    """C++ direct conv_transpose2d forward (float32, AVX-512, dilation 1) -> y (N, C_out, *output_size)."""
+    return _require().conv_transpose2d_direct(x, weight, bias, output_size, geometry, threads=_threads())
 
 
-def conv2d_weight_grad_direct(
-    x: np.ndarray,
-    gy: np.ndarray,
-    kh: int,
-    kw: int,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
-    groups: int = 1,
-) -> np.ndarray:
+def conv2d_weight_grad_direct(x: np.ndarray, gy: np.ndarray, geometry: Geometry) -> np.ndarray:
     """C++ direct conv2d weight gradient (float32, AVX-512) -> gW (C_out, C/G, KH, KW)."""
-    return _require().conv2d_weight_grad_direct(
-        x, gy, kh, kw, sh, sw, ph, pw, dh, dw, groups, threads=_threads()
-    )
+    return _require().conv2d_weight_grad_direct(x, gy, geometry, threads=_threads())
 
 
 def batch_norm_forward(

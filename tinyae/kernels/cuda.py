@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import cupy_or_none
-from ._checks import check_col2im, check_im2col, check_out
+from .geometry import Geometry
 
 CUDA_SOURCE = r"""
 // Index type: 64-bit so that buffers beyond 2**31 elements work.
@@ -144,15 +144,17 @@ def _suffix(dtype: Any) -> str:
     return "f32" if np.dtype(dtype) == np.float32 else "f64"
 
 
-def im2col(
-    x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, out: Any = None
-) -> Any:
+def im2col(x: Any, geometry: Geometry, out: Any = None) -> Any:
     """CUDA im2col: x (N, C, H, W) CuPy array -> col (C, KH, KW, N, OH, OW), into ``out`` when given."""
-    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
+        geometry.kernel,
+        geometry.stride,
+        geometry.padding,
+        geometry.dilation,
+    )
     cp = _cupy()
     n, c, h, w = x.shape
-    if out is not None:
-        check_out("im2col", out, (c, kh, kw, n, oh, ow), x, "x")
+    oh, ow = geometry.out_size(h, w)
     with cp.cuda.Device(x.device.id):
         x = cp.ascontiguousarray(x)  # no copy when already contiguous
         col = cp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype) if out is None else out
@@ -161,18 +163,15 @@ def im2col(
     return col
 
 
-def col2im(
-    col: Any, h: int, w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, out: Any = None
-) -> Any:
-    """CUDA col2im (gather, deterministic): col (C, KH, KW, N, OH, OW) -> x (N, C, h, w).
+def col2im(col: Any, output_size: tuple[int, int], geometry: Geometry, out: Any = None) -> Any:
+    """CUDA col2im (gather, deterministic): col (C, KH, KW, N, OH, OW) -> x (N, C, *output_size).
 
     With ``out`` the image overwrites it: every pixel is written once (the gather sums in a register).
     """
-    h, w, sh, sw, ph, pw, dh, dw = check_col2im(col, h, w, sh, sw, ph, pw, dh, dw)
+    (sh, sw), (ph, pw), (dh, dw) = geometry.stride, geometry.padding, geometry.dilation
+    h, w = output_size
     cp = _cupy()
     c, kh, kw, n, oh, ow = col.shape
-    if out is not None:
-        check_out("col2im", out, (n, c, h, w), col, "col")
     with cp.cuda.Device(col.device.id):
         col = cp.ascontiguousarray(col)
         x = cp.empty((n, c, h, w), dtype=col.dtype) if out is None else out

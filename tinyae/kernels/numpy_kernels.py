@@ -3,7 +3,8 @@ executable specification.
 
 These are the reference the C++ and CUDA kernels are tested against, and the
 fallback when the compiled extension is missing (or ``TINYAE_KERNELS=numpy``).
-They favour clarity over speed but avoid Python loops over pixels.
+They favour clarity over speed but avoid Python loops over pixels. Their arguments are checked
+once, by the public functions of :mod:`tinyae.kernels` that call them.
 
 Notation (used in every docstring and shape comment of ``tinyae.kernels``):
 
@@ -63,39 +64,23 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
-from ._checks import (
-    _may_share_memory,
-    check_adam,
-    check_batch_norm,
-    check_col2im,
-    check_conv2d_direct,
-    check_conv2d_weight_grad_direct,
-    check_conv_transpose2d_direct,
-    check_im2col,
-    check_out,
-)
+from ._checks import _may_share_memory
+from .geometry import Geometry
 
 
-def im2col(
-    x: np.ndarray,
-    kh: int,
-    kw: int,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
+def im2col(x: np.ndarray, geometry: Geometry, out: np.ndarray | None = None) -> np.ndarray:
     """Unfold the sliding windows of ``x`` (N, C, H, W) into columns (C, KH, KW, N, OH, OW).
 
     With ``out`` (C, KH, KW, N, OH, OW), the columns are written there and ``out`` is returned.
     """
-    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = check_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
-    n, c = x.shape[:2]
-    if out is not None:
-        check_out("im2col", out, (c, kh, kw, n, oh, ow), x, "x")
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
+        geometry.kernel,
+        geometry.stride,
+        geometry.padding,
+        geometry.dilation,
+    )
+    n, c, h, w = x.shape
+    oh, ow = geometry.out_size(h, w)
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, C, H+2PH, W+2PW)
     s_n, s_c, s_h, s_w = xp.strides
     # A read-only view whose element [c, i, j, n, oh, ow] is xp[n, c, oh*SH + i*DH, ow*SW + j*DW]:
@@ -113,28 +98,19 @@ def im2col(
 
 
 def col2im(
-    col: np.ndarray,
-    h: int,
-    w: int,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
-    out: np.ndarray | None = None,
+    col: np.ndarray, output_size: tuple[int, int], geometry: Geometry, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """Fold columns (C, KH, KW, N, OH, OW) back into an image (N, C, h, w), summing overlaps.
+    """Fold columns (C, KH, KW, N, OH, OW) back into an image (N, C, H, W), (H, W) = ``output_size``,
+    summing overlaps.
 
     This is the adjoint (transpose) of :func:`im2col`: every column entry is added
     to the input pixel it was copied from; entries that came from padding are dropped.
-    With ``out`` (N, C, h, w), the image *overwrites* ``out`` (no accumulation onto what
+    With ``out`` (N, C, H, W), the image *overwrites* ``out`` (no accumulation onto what
     was there) and ``out`` is returned.
     """
-    h, w, sh, sw, ph, pw, dh, dw = check_col2im(col, h, w, sh, sw, ph, pw, dh, dw)
+    (sh, sw), (ph, pw), (dh, dw) = geometry.stride, geometry.padding, geometry.dilation
+    h, w = output_size
     c, kh, kw, n, oh, ow = col.shape
-    if out is not None:
-        check_out("col2im", out, (n, c, h, w), col, "col")
     xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype)  # (N, C, H+2PH, W+2PW)
     # One strided slice per kernel tap (i, j): tap (i, j) of window (oh, ow) reads padded pixel
     # (oh*SH + i*DH, ow*SW + j*DW). Within one tap the pixels are distinct, so `+=` on the slice is
@@ -151,97 +127,70 @@ def col2im(
     return out
 
 
-def conv2d_direct(
-    x: Any, weight: Any, bias: Any, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int = 1
-) -> Any:
+def conv2d_direct(x: Any, weight: Any, bias: Any, geometry: Geometry) -> Any:
     """y = conv2d(x, weight) + bias, (N, C_out, OH, OW): im2col, then one product per group.
 
     The spec of the C++ kernel, which computes the same sums without the column buffer.
     """
-    sh, sw, ph, pw, dh, dw, groups = check_conv2d_direct(x, weight, bias, sh, sw, ph, pw, dh, dw, groups)
-    xp = get_array_module(x)
+    xp, g = get_array_module(x), geometry.groups
     n = x.shape[0]
     c_out, cg, kh, kw = weight.shape
-    col = (
-        im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
-        if xp is np
-        else _cupy_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
-    )
+    col = _unfold(x, geometry)  # (C, KH, KW, N, OH, OW)
     oh, ow = col.shape[4:]
-    col = col.reshape(groups, cg * kh * kw, n, oh * ow)  # (G, Kg, N, P)
-    wm = weight.reshape(groups, c_out // groups, cg * kh * kw)  # (G, Cog, Kg)
+    col = col.reshape(g, cg * kh * kw, n, oh * ow)  # (G, Kg, N, P)
+    wm = weight.reshape(g, c_out // g, cg * kh * kw)  # (G, Cog, Kg)
     y = xp.einsum("gok,gknp->ngop", wm, col)  # (N, G, Cog, P)
     if bias is not None:
-        y = y + bias.reshape(groups, c_out // groups, 1)
+        y = y + bias.reshape(g, c_out // g, 1)
     return xp.ascontiguousarray(y).reshape(n, c_out, oh, ow)
 
 
 def conv_transpose2d_direct(
-    x: Any,
-    weight: Any,
-    bias: Any,
-    out_h: int,
-    out_w: int,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
-    groups: int = 1,
+    x: Any, weight: Any, bias: Any, output_size: tuple[int, int], geometry: Geometry
 ) -> Any:
-    """y = conv_transpose2d(x, weight) + bias, (N, C_out, out_h, out_w): W^T @ x per group, then col2im.
+    """y = conv_transpose2d(x, weight) + bias, (N, C_out, *output_size): W^T @ x per group, then col2im.
 
-    x (N, C, H, W) must have the conv size of (out_h, out_w). The spec of the C++ kernel.
+    x (N, C, H, W) must have the conv size of ``output_size``. The spec of the C++ kernel.
     """
-    args = check_conv_transpose2d_direct(x, weight, bias, out_h, out_w, sh, sw, ph, pw, dh, dw, groups)
-    out_h, out_w, sh, sw, ph, pw, dh, dw, groups = args
-    xp = get_array_module(x)
+    xp, g = get_array_module(x), geometry.groups
     n, c, h, w = x.shape
     cog, kh, kw = weight.shape[1:]
-    xg = x.reshape(n, groups, c // groups, h * w)  # (N, G, Cg, H*W)
-    wg = weight.reshape(groups, c // groups, cog * kh * kw)  # (G, Cg, Cog*KH*KW)
+    xg = x.reshape(n, g, c // g, h * w)  # (N, G, Cg, H*W)
+    wg = weight.reshape(g, c // g, cog * kh * kw)  # (G, Cg, Cog*KH*KW)
     col = xp.einsum("gck,ngcp->gknp", wg, xg)  # (G, Cog*KH*KW, N, H*W)
-    col = col.reshape(groups * cog, kh, kw, n, h, w)  # (C_out, KH, KW, N, H, W)
-    fold = col2im if xp is np else _cupy_col2im
-    y = fold(xp.ascontiguousarray(col), out_h, out_w, sh, sw, ph, pw, dh, dw)  # (N, C_out, out_h, out_w)
+    col = col.reshape(g * cog, kh, kw, n, h, w)  # (C_out, KH, KW, N, H, W)
+    y = _fold(xp.ascontiguousarray(col), output_size, geometry)  # (N, C_out, *output_size)
     return y if bias is None else y + bias.reshape(1, -1, 1, 1)
 
 
-def _cupy_col2im(col: Any, *args: int) -> Any:
-    from . import cuda
-
-    return cuda.col2im(col, *args)
-
-
-def conv2d_weight_grad_direct(
-    x: Any, gy: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int = 1
-) -> Any:
+def conv2d_weight_grad_direct(x: Any, gy: Any, geometry: Geometry) -> Any:
     """gW (C_out, C/G, KH, KW) of y = conv2d(x, W) for gy (N, C_out, OH, OW): im2col, then gy @ col^T.
 
     The spec of the C++ kernel, which sums the same products without the column buffer.
     """
-    kh, kw, sh, sw, ph, pw, dh, dw, groups = check_conv2d_weight_grad_direct(
-        x, gy, kh, kw, sh, sw, ph, pw, dh, dw, groups
-    )
-    xp = get_array_module(x)
+    xp, g, (kh, kw) = get_array_module(x), geometry.groups, geometry.kernel
     n, c = x.shape[:2]
     c_out = gy.shape[1]
-    col = (
-        im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
-        if xp is np
-        else _cupy_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
-    )
-    col = col.reshape(groups, c // groups * kh * kw, n, -1)  # (G, Kg, N, P)
-    gyg = gy.reshape(n, groups, c_out // groups, -1)  # (N, G, Cog, P)
+    col = _unfold(x, geometry).reshape(g, c // g * kh * kw, n, -1)  # (G, Kg, N, P)
+    gyg = gy.reshape(n, g, c_out // g, -1)  # (N, G, Cog, P)
     gw = xp.einsum("ngop,gknp->gok", gyg, col)  # (G, Cog, Kg)
-    return xp.ascontiguousarray(gw).reshape(c_out, c // groups, kh, kw)
+    return xp.ascontiguousarray(gw).reshape(c_out, c // g, kh, kw)
 
 
-def _cupy_im2col(x: Any, *args: int) -> Any:
+def _unfold(x: Any, geometry: Geometry) -> Any:
+    if get_array_module(x) is np:
+        return im2col(x, geometry)
     from . import cuda  # CuPy arrays: the CUDA im2col (imported on first GPU use only)
 
-    return cuda.im2col(x, *args)
+    return cuda.im2col(x, geometry)
+
+
+def _fold(col: Any, output_size: tuple[int, int], geometry: Geometry) -> Any:
+    if get_array_module(col) is np:
+        return col2im(col, output_size, geometry)
+    from . import cuda
+
+    return cuda.col2im(col, output_size, geometry)
 
 
 def batch_norm_forward(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, Any, Any]:
@@ -250,7 +199,6 @@ def batch_norm_forward(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any,
     ``weight`` and ``bias`` (C,) may be None (w = 1, b = 0). ``var`` is the biased variance.
     NumPy or CuPy arrays (the GPU runs this twin).
     """
-    check_batch_norm("batch_norm_forward", x, weight=weight, bias=bias)
     xp = get_array_module(x)
     m = x.shape[0] * x.shape[2]  # M
     mean = xp.einsum("ncl->c", x) / m  # (C,); einsum reads x once, with no temporary
@@ -268,7 +216,6 @@ def batch_norm_backward(
 ) -> tuple[Any, Any, Any]:
     """Gradients of :func:`batch_norm_forward` for the upstream gradient gy (N, C, L):
     returns (gx (N, C, L) or None unless ``need_gx``, gw (C,), gb (C,))."""
-    check_batch_norm("batch_norm_backward", x, gy, mean=mean, inv_std=inv_std, weight=weight)
     xp = get_array_module(x)
     m = x.shape[0] * x.shape[2]  # M
     x_hat = x - mean[:, None]  # (N, C, L); becomes x_hat, then the bracket of gx, in place
@@ -309,7 +256,6 @@ def adam_step(
     ``work``: two arrays of param's shape and dtype for the temporaries (allocated when None),
     sharing no memory with the others, so that an optimizer can reuse them from step to step.
     """
-    check_adam(param, grad, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq, "max_exp_avg_sq": max_exp_avg_sq})
     xp = get_array_module(param)
     if work is None:
         work = (xp.empty_like(param), xp.empty_like(param))

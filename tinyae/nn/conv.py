@@ -45,7 +45,8 @@ from __future__ import annotations
 from typing import Any
 
 from tinyae.kernels import conv_plan, numpy_kernels
-from tinyae.kernels.conv_plan import Geometry, get_workspace_limit, set_workspace_limit
+from tinyae.kernels.conv_plan import get_workspace_limit, set_workspace_limit
+from tinyae.kernels.geometry import Geometry
 from tinyae.nn import _conv_args as args
 from tinyae.nn._args import pair_arg
 from tinyae.ops.arithmetic import matmul
@@ -75,27 +76,27 @@ class Im2col(Function):
     Linear, so its backward is its adjoint: ``col2im``, which sums each column back into its window.
     """
 
-    def __init__(self, kernel_hw: tuple[int, int], geom: Geometry) -> None:
-        self.kernel_hw, self.geom = kernel_hw, geom
+    def __init__(self, geom: Geometry) -> None:
+        self.geom = geom
 
     def forward(self, x):
-        return numpy_kernels.im2col(x, *self.kernel_hw, *self.geom.kernel_args())
+        return numpy_kernels.im2col(x, self.geom)
 
     def backward(self, gcol):
-        return Col2im(self.kernel_hw, self.geom, self.inputs[0].shape[2:])(gcol)
+        return Col2im(self.geom, self.inputs[0].shape[2:])(gcol)
 
 
 class Col2im(Function):
     """x (N, C, H, W) = the columns folded back, overlapping windows summed; the adjoint of im2col."""
 
-    def __init__(self, kernel_hw: tuple[int, int], geom: Geometry, hw: tuple[int, int]) -> None:
-        self.kernel_hw, self.geom, self.hw = kernel_hw, geom, hw
+    def __init__(self, geom: Geometry, hw: tuple[int, int]) -> None:
+        self.geom, self.hw = geom, hw
 
     def forward(self, col):
-        return numpy_kernels.col2im(col, *self.hw, *self.geom.kernel_args())
+        return numpy_kernels.col2im(col, self.hw, self.geom)
 
     def backward(self, gx):
-        return Im2col(self.kernel_hw, self.geom)(gx)
+        return Im2col(self.geom)(gx)
 
 
 def conv2d_reference(
@@ -108,13 +109,11 @@ def conv2d_reference(
 ) -> Tensor:
     """conv2d (groups=1) as unfold, one matrix product, reshape: the idea, and the spec that the
     fast :func:`conv2d` is tested against. Differentiable twice, like the ops it is made of."""
-    geom = Geometry(pair_arg("conv2d_reference", "stride", stride, 1),
-                    pair_arg("conv2d_reference", "padding", padding, 0),
-                    pair_arg("conv2d_reference", "dilation", dilation, 1), 1)  # fmt: skip
     n, c, h, w = x.shape
     c_out, _, kh, kw = weight.shape
-    oh, ow = geom.conv_out(h, w, kh, kw)
-    col = reshape(Im2col((kh, kw), geom)(x), (c * kh * kw, n * oh * ow))  # (K, N*P)
+    geom = Geometry((kh, kw), stride, padding, dilation)
+    oh, ow = geom.out_size(h, w)
+    col = reshape(Im2col(geom)(x), (c * kh * kw, n * oh * ow))  # (K, N*P)
     y = matmul(reshape(weight, (c_out, c * kh * kw)), col)  # (C_out, K) @ (K, N*P)
     y = permute(reshape(y, (c_out, n, oh, ow)), 1, 0, 2, 3)  # (N, C_out, OH, OW)
     return y if bias is None else y + reshape(bias, (1, c_out, 1, 1))
@@ -139,9 +138,9 @@ class Conv2dFunction(Function):
 
     def backward(self, gy):
         x, w = self.saved_tensors
-        need, x_shape, w_shape = self.needs_input_grad, self.inputs[0].shape, self.inputs[1].shape
+        need, x_shape = self.needs_input_grad, self.inputs[0].shape
         gx = ConvTranspose2dFunction(self.geom, x_shape[2:])(gy, w) if need[0] else None
-        gw = Conv2dWeightGrad(self.geom, w_shape[2:], col=self.col)(x, gy) if need[1] else None
+        gw = Conv2dWeightGrad(self.geom, col=self.col)(x, gy) if need[1] else None
         gb = ChannelSum()(gy) if len(need) == 3 and need[2] else None
         self.col = None
         return gx, gw, gb
@@ -173,10 +172,10 @@ class ConvTranspose2dFunction(Function):
 
     def backward(self, gy):
         x, w = self.saved_tensors
-        need, x_shape, w_shape = self.needs_input_grad, self.inputs[0].shape, self.inputs[1].shape
+        need, x_shape = self.needs_input_grad, self.inputs[0].shape
         gx = _crop(Conv2dFunction(self.geom)(gy, w), x_shape[2:]) if need[0] else None
         # <gy, col2im(W^T x)> = <im2col(gy), W^T x>: the conv weight gradient with gy as the image.
-        gw = Conv2dWeightGrad(self.geom, w_shape[2:])(gy, x) if need[1] else None
+        gw = Conv2dWeightGrad(self.geom)(gy, x) if need[1] else None
         gb = ChannelSum()(gy) if len(need) == 3 and need[2] else None
         return gx, gw, gb
 
@@ -197,13 +196,13 @@ class Conv2dWeightGrad(Function):
     columns, if the forward conv kept them (used once, then dropped).
     """
 
-    def __init__(self, geom: Geometry, kernel_hw: tuple[int, int], col: Any = None) -> None:
-        self.geom, self.kernel_hw, self.col = geom, tuple(kernel_hw), col
+    def __init__(self, geom: Geometry, col: Any = None) -> None:
+        self.geom, self.col = geom, col
 
     def forward(self, img, gout):
         need_img, need_gout = self.needs_input_grad
         self.save_for_backward(img if need_gout else None, gout if need_img else None)
-        gw = conv_plan.conv2d_weight_grad(img, gout, self.geom, self.kernel_hw, col=self.col)
+        gw = conv_plan.conv2d_weight_grad(img, gout, self.geom, col=self.col)
         self.col = None
         return gw
 
@@ -273,8 +272,8 @@ def conv2d(
     padding, extra = args.conv_padding(op, padding, stride, dilation, (kh, kw))
     if extra != (0, 0):  # an odd 'same' padding: the extra zeros go at the bottom/right
         x = pad(x, (0, extra[1], 0, extra[0]))
-    geom = Geometry(stride, padding, dilation, groups)
-    oh, ow = geom.conv_out(x.shape[2], x.shape[3], kh, kw)
+    geom = Geometry((kh, kw), stride, padding, dilation, groups)
+    oh, ow = geom.out_size(x.shape[2], x.shape[3])
     if oh < 1 or ow < 1:
         raise ValueError(
             f"{op}: kernel ({kh}, {kw}) with dilation {dilation} is larger than the padded input: "
@@ -327,6 +326,6 @@ def conv_transpose2d(
     size = args.transposed_output_size(
         op, x, weight, (stride, padding, dilation), output_padding, output_size, unbatched
     )
-    fn = ConvTranspose2dFunction(Geometry(stride, padding, dilation, groups), size)
+    fn = ConvTranspose2dFunction(Geometry(weight.shape[2:], stride, padding, dilation, groups), size)
     y = fn(*((x, weight) if bias is None else (x, weight, bias)))
     return squeeze(y, 0) if unbatched else y

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tinyae import backend
-from tinyae.kernels import col2im, im2col
+from tinyae.kernels import Geometry, col2im, im2col
 from tinyae.nn._args import pair_arg
 from tinyae.ops.shape import broadcast_to, reshape
 from tinyae.tensor import Function, Tensor
@@ -73,10 +73,11 @@ class _PoolConfig:
                 f"padding={padding!r}, dilation={dilation!r} (output would be {self.oh} x {self.ow})"
             )
 
-    def col_args(self, padding: bool = True) -> tuple[int, ...]:
-        """The (KH, KW, SH, SW, PH, PW, DH, DW) arguments of im2col / col2im."""
+    def geometry(self, padding: bool = True) -> Geometry:
+        """The window's geometry for im2col / col2im (without the padding: max pooling pads with -inf
+        itself)."""
         ph, pw = (self.ph, self.pw) if padding else (0, 0)
-        return self.kh, self.kw, self.sh, self.sw, ph, pw, self.dh, self.dw
+        return Geometry((self.kh, self.kw), (self.sh, self.sw), (ph, pw), (self.dh, self.dw))
 
 
 # ------------------------------------------------------------- max pool
@@ -93,7 +94,7 @@ class MaxPool2dFunction(Function):
         hp, wp = h + 2 * cfg.ph, w + 2 * cfg.pw
         planes = x.reshape(n * c, 1, h, w)  # every channel of every image is its own 1-channel image
         padded = xp.pad(planes, ((0, 0), (0, 0), (cfg.ph, cfg.ph), (cfg.pw, cfg.pw)), constant_values=-xp.inf)
-        col = im2col(padded, *cfg.col_args(padding=False))  # (1, KH, KW, N*C, OH, OW)
+        col = im2col(padded, cfg.geometry(padding=False))  # (1, KH, KW, N*C, OH, OW)
         col = col.reshape(cfg.kh * cfg.kw, n * c, cfg.oh, cfg.ow)  # (KH*KW, N*C, OH, OW)
         tap = col.argmax(axis=0)  # (N*C, OH, OW): first maximum wins (and NaN propagates)
         y = xp.take_along_axis(col, tap[None], axis=0)[0]  # (N*C, OH, OW)
@@ -176,7 +177,7 @@ class AvgPool2dFunction(Function):
         self.cfg, self.divisor = cfg, divisor
 
     def forward(self, x):
-        col = im2col(x, *self.cfg.col_args())  # (C, KH, KW, N, OH, OW)
+        col = im2col(x, self.cfg.geometry())  # (C, KH, KW, N, OH, OW)
         y = col.sum(axis=(1, 2)) / self.divisor  # (C, N, OH, OW)
         return y.transpose(1, 0, 2, 3).astype(x.dtype, copy=False)  # (N, C, OH, OW)
 
@@ -198,7 +199,7 @@ class _AvgPool2dAdjoint(Function):
         col = xp.ascontiguousarray(
             xp.broadcast_to(share[:, None, None], (c, cfg.kh, cfg.kw, n, cfg.oh, cfg.ow))
         )  # (C, KH, KW, N, OH, OW)
-        return col2im(col, cfg.h, cfg.w, *cfg.col_args()[2:])
+        return col2im(col, (cfg.h, cfg.w), cfg.geometry())
 
     def backward(self, ggx):
         return AvgPool2dFunction(self.cfg, self.divisor)(ggx)

@@ -48,7 +48,6 @@ class Add(_Binary):
 
 
 class Sub(_Binary):
-
     def forward(self, a, b):
         return a - b
 
@@ -132,7 +131,6 @@ def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - PyTorch's name
 
 
 class Neg(Function):
-
     def forward(self, x):
         return -x
 
@@ -262,7 +260,6 @@ def minimum(a: Any, b: Any) -> Tensor:
 
 class Where(Function):
     """``cond ? a : b`` with a constant boolean condition."""
-
 
     def __init__(self, cond: Any) -> None:
         self.cond = cond
