@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 import tinyae as ta
+from tinyae.autograd import Function
 from tinyae.gradcheck import GradcheckError
-from tinyae.tensor import Function, Tensor
+from tinyae.tensor import Tensor
 
 # index (i, j), analytic A, numeric N, abs error E, rel error R
 MESSAGE = re.compile(

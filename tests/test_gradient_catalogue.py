@@ -1,7 +1,7 @@
 """Every Function has a gradient check here, and a line in the catalogue of gradient rules.
 
 The other test files check each op thoroughly (shapes, broadcasting, edge cases, PyTorch); this
-one makes sure that none is left out. It finds every subclass of ``tinyae.tensor.Function`` in
+one makes sure that none is left out. It finds every subclass of ``tinyae.autograd.Function`` in
 the package and requires, for each:
 
 * a case in CASES below: a float64 function whose graph contains that Function, checked with
@@ -25,8 +25,8 @@ import pytest
 
 import tinyae
 import tinyae.nn.functional as F
+from tinyae.autograd import Function, _topological_order
 from tinyae.nn.conv import conv2d_reference
-from tinyae.tensor import Function, _topological_order
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "gradients.md"
 ABSTRACT = {"_Binary"}  # shared base classes, never instantiated

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import tinyae
-from tinyae.tensor import Edge
+from tinyae.autograd import Edge
 
 rng = np.random.default_rng(7)
 
@@ -94,7 +94,7 @@ def test_output_is_rebuilt_when_the_user_dropped_it():
 
 
 def test_reading_an_input_that_was_not_saved_is_a_clear_error():
-    from tinyae.tensor import Function
+    from tinyae.autograd import Function
 
     class Square(Function):  # reads its input but does not save it
         def forward(self, x):
@@ -111,7 +111,7 @@ def test_reading_an_input_that_was_not_saved_is_a_clear_error():
 
 
 def test_saved_tensors_sorts_inputs_outputs_and_arrays():
-    from tinyae.tensor import Edge, Function
+    from tinyae.autograd import Edge, Function
 
     class Probe(Function):
         def forward(self, a, b):
@@ -133,7 +133,7 @@ def test_saved_tensors_sorts_inputs_outputs_and_arrays():
 
 
 def test_nothing_is_saved_without_a_graph():
-    from tinyae.tensor import Function
+    from tinyae.autograd import Function
 
     class Keep(Function):
         def forward(self, x):

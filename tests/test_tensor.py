@@ -22,7 +22,7 @@ import pytest
 
 import tinyae as ta
 from tinyae import backend
-from tinyae.tensor import Function
+from tinyae.autograd import Function
 
 
 def f64(data, requires_grad: bool = True, device: str = "cpu") -> ta.Tensor:

@@ -5,10 +5,13 @@ Layers, from the bottom up (lower never imports higher)::
     backend   array module lookup (NumPy or CuPy), devices
     memory    host memory: freed memory kept in the process for reuse
     parallel  tinyae's CPU threads: the thread count and a loop split over it
-    tensor    Tensor, Function, backward, grad, no_grad
+    tensor    Tensor, no_grad / enable_grad
+    anomaly   detect_anomaly: the first op that makes a NaN or an Inf
+    autograd  Function (an op and its derivative), the backward engine, grad
     viz       the autograd graph as Graphviz DOT text (and SVG/PNG)
     ops       differentiable ops, attached to Tensor as methods and operators
-    kernels   im2col / col2im: NumPy twin, C++ (pybind11), CUDA
+    kernels   the loops: im2col / col2im and direct convolutions (with their planner), batch
+              norm's and Adam's passes; NumPy twin, C++ (pybind11), CUDA
     nn        functional ops, layers, losses, init
     optim     optimizers and schedulers
     data      datasets, DataLoader, noise
@@ -27,6 +30,8 @@ import numpy as _np
 # nn and optim come along as torch.nn and torch.optim do; data, models, train load on demand.
 from tinyae import cuda, memory, nn, ops, optim, viz
 from tinyae._info import info
+from tinyae.anomaly import detect_anomaly, is_anomaly_enabled, set_detect_anomaly
+from tinyae.autograd import grad
 from tinyae.creation import (
     arange,
     full,
@@ -45,7 +50,7 @@ from tinyae.gradcheck import gradcheck, gradgradcheck
 from tinyae.ops import *  # noqa: F403 - the functional API at the top level, as torch.*
 from tinyae.parallel import get_num_threads, set_num_threads
 from tinyae.serialization import load, save
-from tinyae.tensor import Tensor, enable_grad, grad, is_grad_enabled, no_grad, tensor
+from tinyae.tensor import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 
 __version__ = "0.1.0"
 
@@ -54,7 +59,8 @@ float64 = _np.float64
 int64 = _np.int64
 
 __all__ = [
-    "Tensor", "arange", "cuda", "enable_grad", "full", "generator", "get_num_threads", "grad", "gradcheck",
+    "Tensor", "arange", "cuda", "detect_anomaly", "enable_grad", "is_anomaly_enabled", "set_detect_anomaly",
+    "full", "generator", "get_num_threads", "grad", "gradcheck",
     "gradgradcheck", "set_num_threads", "memory",
     "info", "is_grad_enabled", "manual_seed", "nn", "no_grad", "optim", "ones", "ones_like", "ops", "rand",
     "rand_like", "randn", "randn_like", "load", "save", "tensor", "viz", "zeros", "zeros_like", *ops.__all__,

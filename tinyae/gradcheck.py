@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from tinyae import backend
-from tinyae.tensor import Tensor, enable_grad, grad, no_grad
+from tinyae.autograd import grad
+from tinyae.tensor import Tensor, enable_grad, no_grad
 
 
 class GradcheckError(AssertionError):

@@ -37,7 +37,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tinyae._atomic import atomic_write_bytes, atomic_write_text
-from tinyae.tensor import Function, Tensor, _topological_order, grad
+from tinyae.autograd import Function, _topological_order, grad
+from tinyae.tensor import Tensor
 
 __all__ = ["graph"]
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tinyae.autograd import Function
 from tinyae.kernels import conv_plan, numpy_kernels
 from tinyae.kernels.conv_plan import get_workspace_limit, set_workspace_limit
 from tinyae.kernels.geometry import Geometry
@@ -52,7 +53,7 @@ from tinyae.nn._args import pair_arg
 from tinyae.ops.arithmetic import matmul
 from tinyae.ops.index import getitem
 from tinyae.ops.shape import broadcast_to, pad, permute, reshape, squeeze, unsqueeze
-from tinyae.tensor import Function, Tensor
+from tinyae.tensor import Tensor
 
 __all__ = [
     "conv2d",

@@ -8,10 +8,11 @@ Gradients for gy (M, out), M the rows of x::
 from __future__ import annotations
 
 from tinyae import parallel
+from tinyae.autograd import Function
 from tinyae.nn import _conv_args as args
 from tinyae.ops.arithmetic import matmul
 from tinyae.ops.shape import reshape, transpose
-from tinyae.tensor import Function, Tensor
+from tinyae.tensor import Tensor
 
 __all__ = ["linear", "LinearFunction"]
 

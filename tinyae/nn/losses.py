@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 
 from tinyae import backend
+from tinyae.autograd import Function
 from tinyae.nn.module import Module
 from tinyae.ops.activation import log_softmax, sigmoid, softplus
 from tinyae.ops.arithmetic import abs, clip, exp, where
 from tinyae.ops.shape import broadcast_to, squeeze, unsqueeze
-from tinyae.tensor import Function, Tensor, as_tensor
+from tinyae.tensor import Tensor, as_tensor
 
 __all__ = [
     "BCELoss",

@@ -33,11 +33,12 @@ from __future__ import annotations
 from typing import Any
 
 from tinyae import backend, kernels
+from tinyae.autograd import Function
 from tinyae.ops.arithmetic import sqrt
 from tinyae.ops.reduce import mean
 from tinyae.ops.reduce import sum as sum_
 from tinyae.ops.shape import reshape
-from tinyae.tensor import Function, Tensor
+from tinyae.tensor import Tensor
 
 __all__ = ["BatchNormFunction", "batch_norm"]
 

@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from tinyae import backend
+from tinyae.autograd import Function
 from tinyae.kernels import Geometry, col2im, im2col
 from tinyae.nn._args import pair_arg
 from tinyae.ops.shape import broadcast_to, reshape
-from tinyae.tensor import Function, Tensor
+from tinyae.tensor import Tensor
 
 __all__ = ["avg_pool2d", "interpolate", "max_pool2d", "upsample"]
 

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from tinyae import backend
+from tinyae.autograd import Function
 from tinyae.ops.arithmetic import exp
 from tinyae.ops.reduce import reduction_axes, sum
 from tinyae.parallel import elementwise
-from tinyae.tensor import Function, Tensor
+from tinyae.tensor import Tensor
 
 
 def _xp(x: Any) -> Any:

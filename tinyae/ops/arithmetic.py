@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from tinyae import backend, parallel
+from tinyae.autograd import Function
 from tinyae.ops.shape import broadcast_shape, broadcast_to, squeeze, sum_to, transpose, unsqueeze
-from tinyae.tensor import Function, Tensor, _as_tensors
+from tinyae.tensor import Tensor, _as_tensors
 
 
 def _is_number(v: Any) -> bool:

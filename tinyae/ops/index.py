@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from tinyae import backend
-from tinyae.tensor import Function, Tensor
+from tinyae.autograd import Function
+from tinyae.tensor import Tensor
 
 
 def _normalize_key(key: Any, xp: Any, device: str) -> tuple[Any, bool]:

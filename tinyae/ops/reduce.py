@@ -11,8 +11,9 @@ import builtins
 from typing import Any
 
 from tinyae import backend
+from tinyae.autograd import Function
 from tinyae.ops.shape import broadcast_to, normalize_dim, reshape
-from tinyae.tensor import Function, Tensor
+from tinyae.tensor import Tensor
 
 
 def reduction_axes(op: str, ndim: int, axis: Any = None, dim: Any = None) -> tuple[int, ...] | None:

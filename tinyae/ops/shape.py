@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from tinyae import backend
-from tinyae.tensor import Function, Tensor, as_tensor
+from tinyae.autograd import Function
+from tinyae.tensor import Tensor, as_tensor
 
 
 def normalize_dim(op: str, dim: int, ndim: int, name: str = "dim") -> int:
