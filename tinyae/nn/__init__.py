@@ -8,9 +8,10 @@ Write models as in PyTorch::
     model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 784), nn.Sigmoid())
 
 =================  ==========================================================
-module             Module, Parameter, Sequential, ModuleList, count_parameters
-layers             Linear, Conv2d, ConvTranspose2d, BatchNorm1d/2d, Dropout,
-                   activations, Flatten/Unflatten, pools, Upsample, Identity
+module             Module, Parameter, count_parameters
+containers         Sequential, ModuleList
+layers             Linear, Conv2d, ConvTranspose2d, BatchNorm1d/2d, Dropout
+stateless          activations, Flatten/Unflatten, pools, Upsample, Identity
 losses             MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss, NLLLoss, CrossEntropyLoss
 functional (F)     the ops the layers call (conv, batch_norm, pools, dropout, losses...)
 init               weight initialisers (kaiming, xavier, normal, uniform, ...)
@@ -19,17 +20,15 @@ utils              clip_grad_norm_, clip_grad_value_
 """
 
 from tinyae.nn import functional, init, utils
-from tinyae.nn.layers import (
+from tinyae.nn.containers import ModuleList, Sequential
+from tinyae.nn.layers import BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Linear
+from tinyae.nn.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from tinyae.nn.module import IncompatibleKeys, Module, Parameter, StateDictError, count_parameters
+from tinyae.nn.stateless import (
     AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    ConvTranspose2d,
-    Dropout,
     Flatten,
     Identity,
     LeakyReLU,
-    Linear,
     MaxPool2d,
     ReLU,
     Sigmoid,
@@ -37,16 +36,6 @@ from tinyae.nn.layers import (
     Tanh,
     Unflatten,
     Upsample,
-)
-from tinyae.nn.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
-from tinyae.nn.module import (
-    IncompatibleKeys,
-    Module,
-    ModuleList,
-    Parameter,
-    Sequential,
-    StateDictError,
-    count_parameters,
 )
 
 __all__ = [

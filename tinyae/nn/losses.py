@@ -25,11 +25,13 @@ import numpy as np
 
 from tinyae import backend
 from tinyae.autograd import Function
+from tinyae.nn._loss_args import broadcast_weight, check_input, check_reduction, float_target, reduce
+from tinyae.nn.cross_entropy import cross_entropy, nll_loss
 from tinyae.nn.module import Module
-from tinyae.ops.activation import log_softmax, sigmoid, softplus
+from tinyae.ops.activation import sigmoid, softplus
 from tinyae.ops.arithmetic import abs, clip, exp, where
-from tinyae.ops.shape import broadcast_to, squeeze, unsqueeze
-from tinyae.tensor import Tensor, as_tensor
+from tinyae.ops.shape import broadcast_to
+from tinyae.tensor import Tensor
 
 __all__ = [
     "BCELoss",
@@ -47,8 +49,6 @@ __all__ = [
     "nll_loss",
 ]
 
-_REDUCTIONS = ("none", "mean", "sum")
-
 #: PyTorch clamps log(x) and log(1 - x) in binary_cross_entropy at -100, so that a
 #: prediction of exactly 0 or 1 costs 100 instead of infinity.
 _LOG_CLAMP = -100.0
@@ -58,88 +58,22 @@ _LOG_CLAMP = -100.0
 _BCE_EPS = float(np.float32(1e-12))
 
 
-# ------------------------------------------------------------------ validation
-def _check_reduction(op: str, reduction: str, allowed: tuple[str, ...] = _REDUCTIONS) -> None:
-    if reduction not in allowed:
-        names = ", ".join(repr(r) for r in allowed)
-        raise ValueError(f"{op}: reduction must be one of {names}, got {reduction!r}")
-
-
-def _check_input(op: str, input: Any, name: str = "input") -> Tensor:
-    if not isinstance(input, Tensor):
-        raise TypeError(f"{op}: {name} must be a Tensor, got {type(input).__name__}")
-    if input.dtype.kind != "f":
-        raise TypeError(f"{op}: {name} must be floating point, got {input.dtype}")
-    return input
-
-
-def _float_target(
-    op: str, input: Tensor, target: Any, name: str = "target", input_name: str = "input"
-) -> Tensor:
-    """``target`` as a Tensor of ``input``'s shape and dtype, or a clear error.
-
-    Arrays and Python numbers are converted to ``input``'s dtype; a Tensor of another
-    floating dtype is refused (mixing float32 and float64 silently would hand float64
-    gradients to float32 parameters).
-    """
-    if isinstance(target, Tensor):
-        if target.dtype != input.dtype:
-            raise TypeError(
-                f"{op}: {input_name} is {input.dtype} but {name} is {target.dtype}; convert one of them "
-                f"(e.g. {name}.to(dtype=input.dtype))"
-            )
-    else:
-        xp = backend.get_array_module(input.data)
-        target = as_tensor(xp.asarray(target, dtype=input.dtype), like=input)
-    if target.shape != input.shape:
-        raise ValueError(
-            f"{op}: {input_name} shape {input.shape} and {name} shape {target.shape} differ; "
-            f"they must be equal (no implicit broadcasting)"
-        )
-    return target
-
-
-def _broadcast_weight(op: str, input: Tensor, weight: Any, name: str) -> Tensor:
-    """A weight that broadcasts to ``input``'s shape (without enlarging it), as a Tensor."""
-    if not isinstance(weight, Tensor):
-        weight = Tensor(backend.get_array_module(input.data).asarray(weight, dtype=input.dtype))
-    try:
-        shape = np.broadcast_shapes(weight.shape, input.shape)
-    except ValueError:
-        shape = None
-    if shape != input.shape:
-        raise ValueError(
-            f"{op}: {name} of shape {weight.shape} does not broadcast to input shape {input.shape}"
-        )
-    if weight.dtype != input.dtype:
-        raise TypeError(f"{op}: input is {input.dtype} but {name} is {weight.dtype}")
-    return weight
-
-
-def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
-
-
 # ------------------------------------------------------------- regression
 def mse_loss(input: Tensor, target: Any, *, reduction: str = "mean") -> Tensor:
     """Mean squared error: l = (x - t)^2 elementwise."""
-    _check_reduction("mse_loss", reduction)
-    input = _check_input("mse_loss", input)
-    target = _float_target("mse_loss", input, target)
+    check_reduction("mse_loss", reduction)
+    input = check_input("mse_loss", input)
+    target = float_target("mse_loss", input, target)
     diff = input - target
-    return _reduce(diff * diff, reduction)
+    return reduce(diff * diff, reduction)
 
 
 def l1_loss(input: Tensor, target: Any, *, reduction: str = "mean") -> Tensor:
     """Mean absolute error: l = |x - t| elementwise (gradient sign(x - t), 0 at x = t)."""
-    _check_reduction("l1_loss", reduction)
-    input = _check_input("l1_loss", input)
-    target = _float_target("l1_loss", input, target)
-    return _reduce(abs(input - target), reduction)
+    check_reduction("l1_loss", reduction)
+    input = check_input("l1_loss", input)
+    target = float_target("l1_loss", input, target)
+    return reduce(abs(input - target), reduction)
 
 
 # ------------------------------------------------------ binary cross-entropy
@@ -201,9 +135,9 @@ def binary_cross_entropy(
     shape. For logits, ``binary_cross_entropy_with_logits`` is exact and more stable.
     """
     op = "binary_cross_entropy"
-    _check_reduction(op, reduction)
-    input = _check_input(op, input)
-    target = _float_target(op, input, target)
+    check_reduction(op, reduction)
+    input = check_input(op, input)
+    target = float_target(op, input, target)
     x = input.data
     # The range check reads a verdict back from the device: on a GPU that would be a copy (and a
     # wait) per call, so it runs on the CPU only. On a GPU an input outside [0, 1] shows up as a
@@ -213,8 +147,8 @@ def binary_cross_entropy(
         raise ValueError(f"{op}: all elements of input must lie in [0, 1] (probabilities), found {bad}")
     loss = _BinaryCrossEntropy()(input, target)
     if weight is not None:
-        loss = loss * _broadcast_weight(op, input, weight, "weight")
-    return _reduce(loss, reduction)
+        loss = loss * broadcast_weight(op, input, weight, "weight")
+    return reduce(loss, reduction)
 
 
 class _BinaryCrossEntropyWithLogits(Function):
@@ -270,220 +204,17 @@ def binary_cross_entropy_with_logits(
     included), and its gradient sigmoid(x) - t never saturates to nan.
     """
     op = "binary_cross_entropy_with_logits"
-    _check_reduction(op, reduction)
-    input = _check_input(op, input)
-    target = _float_target(op, input, target)
+    check_reduction(op, reduction)
+    input = check_input(op, input)
+    target = float_target(op, input, target)
     if pos_weight is None:
         loss = _BinaryCrossEntropyWithLogits()(input, target)
     else:
-        pos_weight = _broadcast_weight(op, input, pos_weight, "pos_weight")
+        pos_weight = broadcast_weight(op, input, pos_weight, "pos_weight")
         loss = _BinaryCrossEntropyWithLogits()(input, target, broadcast_to(pos_weight, input.shape))
     if weight is not None:
-        loss = loss * _broadcast_weight(op, input, weight, "weight")
-    return _reduce(loss, reduction)
-
-
-# ------------------------------------------------- negative log-likelihood
-def _class_indices(op: str, input: Tensor, target: Any, ignore_index: int) -> tuple[Any, Any, Any]:
-    """Validate integer class targets; return (target array, mask of the entries not ignored,
-    mask of the entries out of range).
-
-    ``input`` is (N, C, d1, ..., dk) and ``target`` (N, d1, ..., dk) with values in
-    [0, C) or equal to ``ignore_index``. A target out of range is a ValueError on the CPU; on a
-    GPU that check would read a verdict back from the device at every call, so there the
-    out-of-range entries are returned instead and their loss is nan (as BCE does for inputs
-    outside [0, 1]; PyTorch stops such a run with a device-side assert).
-    """
-    xp = backend.get_array_module(input.data)
-    # A Tensor target must be on the input's device; plain data (lists, NumPy arrays) is moved there.
-    t = target.data if isinstance(target, Tensor) else xp.asarray(target)
-    if backend.device_of(t) != input.device:
-        raise RuntimeError(f"{op}: input is on {input.device} but target is on {backend.device_of(t)}")
-    if t.dtype.kind not in "iu":
-        raise TypeError(
-            f"{op}: target must hold integer class indices (int64), got {t.dtype}; "
-            "for class probabilities use cross_entropy with a float target of the input's shape"
-        )
-    expected = (input.shape[0],) + input.shape[2:]
-    if t.shape != expected:
-        raise ValueError(
-            f"{op}: input of shape {input.shape} (N, C, d1...) needs a target of shape {expected}, "
-            f"got {t.shape}"
-        )
-    n_classes = input.shape[1]
-    valid = t != ignore_index
-    out_of_range = valid & ((t < 0) | (t >= n_classes))
-    if not backend.is_cupy_array(t) and bool(out_of_range.any()):
-        bad = int(t[out_of_range].ravel()[0])
-        raise ValueError(
-            f"{op}: target {bad} is out of bounds for {n_classes} classes "
-            f"(valid: 0..{n_classes - 1}, or ignore_index={ignore_index})"
-        )
-    return t, valid, out_of_range
-
-
-def _check_class_weight(op: str, input: Tensor, weight: Any, n_classes: int) -> Any:
-    """The class weights as a raw (C,) array of the input's dtype (a constant, as in PyTorch)."""
-    w = weight.data if isinstance(weight, Tensor) else backend.get_array_module(input.data).asarray(weight)
-    if w.shape != (n_classes,):
-        raise ValueError(f"{op}: weight must have shape ({n_classes},), one per class, got {w.shape}")
-    if backend.device_of(w) != input.device:
-        raise RuntimeError(f"{op}: input is on {input.device} but weight is on {backend.device_of(w)}")
-    return w.astype(input.dtype, copy=False)
-
-
-def _batched(op: str, input: Tensor, target: Any) -> tuple[Tensor, Any, bool]:
-    """Unbatched (C,) input with a 0-d target becomes a batch of one: (1, C) and (1,)."""
-    if input.ndim == 0:
-        raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
-    if input.ndim > 1:
-        return input, target, False
-    xp = backend.get_array_module(input.data)
-    t = target.data if isinstance(target, Tensor) else xp.asarray(target)
-    return unsqueeze(input, 0), t.reshape((1,) + t.shape), True
-
-
-def _pick_class(input: Tensor, t_safe: Any) -> Tensor:
-    """input[n, t[n, d...], d...] for every n and d: shape (N, d1, ..., dk)."""
-    xp = backend.get_array_module(input.data)
-    # Index arrays that broadcast to the target's shape: arange(N) along axis 0, etc.
-    grids = [
-        xp.arange(size).reshape(tuple(size if i == axis else 1 for i in range(t_safe.ndim)))
-        for axis, size in enumerate(t_safe.shape)
-    ]
-    return input[(grids[0], t_safe, *grids[1:])]
-
-
-def _nll(op: str, input: Tensor, target: Any, weight: Any, ignore_index: int, reduction: str) -> Tensor:
-    """nll_loss of batched input (N, C, d1, ..., dk); shared with cross_entropy."""
-    t, valid, out_of_range = _class_indices(op, input, target, ignore_index)
-    xp = backend.get_array_module(input.data)
-    kept = valid & ~out_of_range
-    t_safe = xp.where(kept, t, 0)  # the other entries read class 0 and are replaced below
-    picked = _pick_class(input, t_safe)  # (N, d1, ..., dk)
-    w_t = valid.astype(input.dtype)
-    if weight is not None:
-        w_t = w_t * _check_class_weight(op, input, weight, input.shape[1])[t_safe]
-    loss = -picked * Tensor(w_t)
-    # Ignored entries count 0 (even for -inf inputs); out-of-range ones (only possible on a GPU) nan.
-    # Always applied, rather than after asking whether any entry is ignored: that question would
-    # be answered on the host, a copy from the GPU per call.
-    fill = xp.where(out_of_range, xp.nan, 0.0).astype(input.dtype)
-    loss = where(kept, loss, Tensor(fill))
-    if reduction == "mean":
-        # Weighted mean: sum_n w[t_n] l_n / sum_n w[t_n] (nan when every target is ignored, as PyTorch).
-        return loss.sum() / Tensor(w_t.sum())
-    return _reduce(loss, reduction)
-
-
-def nll_loss(
-    input: Tensor,
-    target: Any,
-    weight: Any = None,
-    *,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-) -> Tensor:
-    """Negative log-likelihood of integer class ``target`` under log-probabilities ``input``.
-
-    ``input`` (N, C, d1, ..., dk) or (C,); ``target`` (N, d1, ..., dk) or () of int64
-    class indices. l = -w[t] input[t] per sample; targets equal to ``ignore_index``
-    contribute 0 and do not count in the mean, which is sum(l) / sum(w[t]).
-    """
-    op = "nll_loss"
-    _check_reduction(op, reduction)
-    input = _check_input(op, input)
-    input, target, unbatched = _batched(op, input, target)
-    loss = _nll(op, input, target, weight, ignore_index, reduction)
-    return squeeze(loss, 0) if unbatched and reduction == "none" else loss
-
-
-# ------------------------------------------------------------ cross-entropy
-def _class_weight_view(input: Tensor, weight: Any, class_dim: int = 1) -> Tensor:
-    """(C,) class weights shaped (1, C, 1, ..., 1) to broadcast against (N, C, d1, ..., dk)."""
-    n_classes = input.shape[class_dim]
-    w = _check_class_weight("cross_entropy", input, weight, n_classes)
-    return Tensor(w.reshape(tuple(n_classes if i == class_dim else 1 for i in range(input.ndim))))
-
-
-def cross_entropy(
-    input: Tensor,
-    target: Any,
-    weight: Any = None,
-    *,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-) -> Tensor:
-    """Cross-entropy of unnormalised logits ``input`` against class indices or probabilities.
-
-    ``input`` (N, C, d1, ..., dk) or (C,). ``target`` is either int64 class indices
-    (N, d1, ..., dk) -- then l = -w[t] log_softmax(x)[t], i.e. ``nll_loss(log_softmax(x))`` --
-    or class probabilities of the input's shape -- then l = -sum_c w_c t_c log_softmax(x)_c
-    and "mean" divides by the number of samples.
-
-    ``label_smoothing`` eps mixes the target with the uniform distribution over the C
-    classes: (1 - eps) * (the loss above) + eps / C * sum_c (-w_c log_softmax(x)_c),
-    normalised the same way as PyTorch.
-    """
-    op = "cross_entropy"
-    _check_reduction(op, reduction)
-    input = _check_input(op, input)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"{op}: label_smoothing must lie in [0, 1], got {label_smoothing}")
-    if isinstance(target, Tensor) and target.dtype.kind == "f":
-        return _cross_entropy_probs(input, target, weight, ignore_index, reduction, label_smoothing)
-    input, target, unbatched = _batched(op, input, target)
-    logp = log_softmax(input, dim=1)  # (N, C, d1, ..., dk)
-    loss = _nll(op, logp, target, weight, ignore_index, reduction)
-    if label_smoothing > 0:
-        loss = (1 - label_smoothing) * loss + (label_smoothing / input.shape[1]) * _uniform_term(
-            logp, target, weight, ignore_index, reduction
-        )
-    return squeeze(loss, 0) if unbatched and reduction == "none" else loss
-
-
-def _uniform_term(logp: Tensor, target: Any, weight: Any, ignore_index: int, reduction: str) -> Tensor:
-    """sum_c -w_c log p_c per sample (0 where ignored), normalised like the nll term."""
-    xp = backend.get_array_module(logp.data)
-    t = target.data if isinstance(target, Tensor) else xp.asarray(target)
-    valid = t != ignore_index
-    weighted = logp * _class_weight_view(logp, weight) if weight is not None else logp
-    smooth = -weighted.sum(axis=1)  # (N, d1, ..., dk)
-    smooth = where(valid, smooth, Tensor(xp.zeros((), dtype=logp.dtype)))
-    if reduction != "mean":
-        return _reduce(smooth, reduction)
-    if weight is None:
-        return smooth.sum() / Tensor(valid.sum().astype(logp.dtype))
-    w = _check_class_weight("cross_entropy", logp, weight, logp.shape[1])
-    return smooth.sum() / Tensor((w[xp.where(valid, t, 0)] * valid).sum())
-
-
-def _cross_entropy_probs(
-    input: Tensor, target: Tensor, weight: Any, ignore_index: int, reduction: str, label_smoothing: float
-) -> Tensor:
-    op = "cross_entropy"
-    if target.shape != input.shape:
-        raise ValueError(
-            f"{op}: a float target holds class probabilities and must have the input's shape {input.shape}, "
-            f"got {target.shape}; class indices must be an integer (int64) tensor"
-        )
-    target = _float_target(op, input, target)
-    if ignore_index >= 0:
-        raise ValueError(f"{op}: ignore_index={ignore_index} is not supported with class-probability targets")
-    class_dim = 1 if input.ndim > 1 else 0
-    n_classes = input.shape[class_dim]
-    if label_smoothing > 0:
-        target = target * (1 - label_smoothing) + label_smoothing / n_classes
-    logp = log_softmax(input, dim=class_dim)
-    prod = logp * target
-    if weight is not None:
-        prod = prod * _class_weight_view(input, weight, class_dim)
-    if reduction == "none":
-        return -prod.sum(axis=class_dim)
-    total = -prod.sum()
-    n_samples = input.size // n_classes if n_classes else 0
-    return total / n_samples if reduction == "mean" and n_samples else total
+        loss = loss * broadcast_weight(op, input, weight, "weight")
+    return reduce(loss, reduction)
 
 
 # --------------------------------------------------------------------- VAE
@@ -500,13 +231,13 @@ def kl_div_normal(mu: Tensor, logvar: Tensor, *, reduction: str = "sum") -> Tens
     element) or "none" (elementwise, mu's shape).
     """
     op = "kl_div_normal"
-    _check_reduction(op, reduction, ("none", "mean", "sum", "batchmean"))
-    mu = _check_input(op, mu, "mu")
-    logvar = _float_target(op, mu, _check_input(op, logvar, "logvar"), "logvar", input_name="mu")
+    check_reduction(op, reduction, ("none", "mean", "sum", "batchmean"))
+    mu = check_input(op, mu, "mu")
+    logvar = float_target(op, mu, check_input(op, logvar, "logvar"), "logvar", input_name="mu")
     kl = -0.5 * (1 + logvar - mu * mu - exp(logvar))
     if reduction == "batchmean":
         return kl.sum() / (mu.shape[0] if mu.ndim > 0 else 1)
-    return _reduce(kl, reduction)
+    return reduce(kl, reduction)
 
 
 # ------------------------------------------------------------ Module forms
@@ -522,7 +253,7 @@ class _Loss(Module):
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
-        _check_reduction(type(self).__name__, reduction)
+        check_reduction(type(self).__name__, reduction)
         self.reduction = reduction
 
 
