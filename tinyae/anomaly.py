@@ -23,6 +23,8 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from tinyae import backend
 
 __all__ = ["detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled"]
@@ -50,7 +52,8 @@ def backward_rule() -> Any:
     so that an overflowing derivative is blamed on the op whose rule it is."""
     _mode.in_rule += 1
     try:
-        yield
+        with np.errstate(all="ignore"):  # a NaN or Inf here is reported by check_backward instead
+            yield
     finally:
         _mode.in_rule -= 1
 

@@ -22,6 +22,8 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from tinyae import backend
 from tinyae.anomaly import anomaly_enabled, backward_rule, check_backward, check_forward, creation_site
 from tinyae.tensor import (
@@ -73,7 +75,11 @@ class Function:
         record = _grad_mode.enabled and any(x.requires_grad for x in xs)
         self.needs_input_grad = tuple(x.requires_grad for x in xs) if record else (False,) * len(xs)
         self._recording = record
-        ys = self.forward(*[x.data for x in xs])
+        if anomaly_enabled():
+            with np.errstate(all="ignore"):  # a NaN or Inf is reported by check_forward instead
+                ys = self.forward(*[x.data for x in xs])
+        else:
+            ys = self.forward(*[x.data for x in xs])
         multi = isinstance(ys, tuple)
         outputs = tuple(Tensor(y) for y in (ys if multi else (ys,)))
         if anomaly_enabled():
