@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import Geometry
+from .geometry import Geometry, pair_arg
 
 #: The only dtypes the kernels accept (the C++ and CUDA code is compiled for these).
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -50,14 +50,8 @@ def check_im2col(x: Any, geometry: Geometry, op: str = "im2col") -> tuple[int, i
 
 
 def check_output_size(op: str, output_size: Any) -> tuple[int, int]:
-    """An image size (H, W): a pair of positive ints."""
-    ok = isinstance(output_size, (tuple, list)) and len(output_size) == 2
-    ok = ok and all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in output_size
-    )
-    if not ok or min(output_size) < 1:
-        raise ValueError(f"{op}: argument 'output_size' must be a pair of positive ints, got {output_size!r}")
-    return int(output_size[0]), int(output_size[1])
+    """An image size (H, W): a positive int or a pair of them."""
+    return pair_arg(op, "output_size", output_size, 1)
 
 
 def _check_operands(op: str, x: Any, name: str, other: Any, geometry: Geometry) -> None:

@@ -2,6 +2,8 @@
 
 One object crosses every layer: the conv layers build it once from their arguments (and check
 them there), the planner and the kernels read it, and the C++ extension takes it as it is.
+``int_arg`` and ``pair_arg`` are the one parser of integer arguments (sizes, strides, groups...)
+for every layer and op, with one wording: ``conv2d: argument 'stride' must be positive, got 0``.
 
 =========  ===============================================================
 kernel     (KH, KW), the window size
@@ -16,11 +18,8 @@ A window grid over an (H, W) image has ``OH = (H + 2*PH - DH*(KH-1) - 1) // SH +
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 # Largest accepted value: far beyond any real convolution, and small enough that the kernels'
 # index arithmetic (H + 2*PH, DH*(KH-1), ...) never overflows 64 bits.
@@ -32,23 +31,32 @@ def out_size(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def _int(v: Any) -> int | None:
-    """v as an int if it is one (a Python or NumPy integer, not a bool), else None."""
-    if isinstance(v, (bool, np.bool_)):
-        return None
+def _at_least(minimum: int) -> str:
+    return "positive" if minimum == 1 else "non-negative" if minimum == 0 else f">= {minimum}"
+
+
+def int_arg(op: str, name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int >= ``minimum`` (bools are refused: ``True`` is not a size)."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{op}: argument '{name}' must be an int, got {type(value).__name__}")
+    v = int(value)
+    if v < minimum:
+        raise ValueError(f"{op}: argument '{name}' must be {_at_least(minimum)}, got {v}")
+    return v
+
+
+def pair_arg(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints, each >= ``minimum``, as a pair."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{op}: argument '{name}' must be an int or a pair of ints, got {tuple(value)}")
+        h, w = value
+    else:
+        h = w = value
     try:
-        return operator.index(v)
-    except TypeError:
-        return None
-
-
-def _pair(name: str, value: Any, minimum: int) -> tuple[int, int]:
-    pair = (value, value) if _int(value) is not None else value
-    ints = tuple(_int(v) for v in pair) if isinstance(pair, (tuple, list)) and len(pair) == 2 else ()
-    if len(ints) != 2 or any(v is None or not minimum <= v <= MAX_PARAM for v in ints):
-        what = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"Geometry: argument '{name}' must be a {what} int or pair of ints, got {value!r}")
-    return ints
+        return int_arg(op, name, h, minimum), int_arg(op, name, w, minimum)
+    except ValueError:
+        raise ValueError(f"{op}: argument '{name}' must be {_at_least(minimum)}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -63,11 +71,12 @@ class Geometry:
 
     def __post_init__(self) -> None:
         for name, minimum in (("kernel", 1), ("stride", 1), ("padding", 0), ("dilation", 1)):
-            object.__setattr__(self, name, _pair(name, getattr(self, name), minimum))
-        g = _int(self.groups)
-        if g is None or not 1 <= g <= MAX_PARAM:
-            raise ValueError(f"Geometry: argument 'groups' must be a positive int, got {self.groups!r}")
-        object.__setattr__(self, "groups", g)
+            object.__setattr__(self, name, pair_arg("Geometry", name, getattr(self, name), minimum))
+        object.__setattr__(self, "groups", int_arg("Geometry", "groups", self.groups, 1))
+        for name in ("kernel", "stride", "padding", "dilation", "groups"):
+            value = getattr(self, name)
+            if max(value if isinstance(value, tuple) else (value,)) > MAX_PARAM:
+                raise ValueError(f"Geometry: argument '{name}' is too large: {value}")
 
     def out_size(self, h: int, w: int) -> tuple[int, int]:
         """(OH, OW): the window grid over an (h, w) image."""

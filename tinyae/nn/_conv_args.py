@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinyae.nn._args import int_arg, pair_arg
+from tinyae.kernels.geometry import int_arg, pair_arg
 from tinyae.tensor import Tensor
 
 

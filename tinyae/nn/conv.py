@@ -47,9 +47,8 @@ from typing import Any
 from tinyae.autograd import Function
 from tinyae.kernels import conv_plan, numpy_kernels
 from tinyae.kernels.conv_plan import get_workspace_limit, set_workspace_limit
-from tinyae.kernels.geometry import Geometry
+from tinyae.kernels.geometry import Geometry, pair_arg
 from tinyae.nn import _conv_args as args
-from tinyae.nn._args import pair_arg
 from tinyae.ops.arithmetic import matmul
 from tinyae.ops.index import getitem
 from tinyae.ops.shape import broadcast_to, pad, permute, reshape, squeeze, unsqueeze

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from tinyae import backend
+from tinyae.kernels.geometry import int_arg, pair_arg
 from tinyae.nn import functional as F
 from tinyae.nn import init
-from tinyae.nn._args import int_arg, pair_arg
 from tinyae.nn.dropout import check_probability
 from tinyae.nn.module import Module, Parameter
 from tinyae.tensor import Tensor

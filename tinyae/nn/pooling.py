@@ -30,7 +30,7 @@ import numpy as np
 from tinyae import backend
 from tinyae.autograd import Function
 from tinyae.kernels import Geometry, col2im, im2col
-from tinyae.nn._args import pair_arg
+from tinyae.kernels.geometry import pair_arg
 from tinyae.ops.shape import broadcast_to, reshape
 from tinyae.tensor import Tensor
 
