@@ -22,6 +22,7 @@ import zlib
 import numpy as np
 import pytest
 
+from tinyae.cli import main
 from tinyae.data import (
     MNIST,
     CorruptDatasetError,
@@ -289,6 +290,19 @@ def test_corrupt_local_copy_replaced_by_a_download_trains_on_mnist(tmp_path, mon
         httpd.server_close()
     assert data.name == "mnist" and len(data.x_train) == N_TRAIN and data.notice is None
     assert (folder / "train-labels-idx1-ubyte.gz").read_bytes() == GZ["train-labels-idx1-ubyte.gz"]
+
+
+def test_cli_corrupt_mnist_exits_3_with_one_line_naming_the_file(tmp_path, fake_mnist, capsys) -> None:
+    write(tmp_path / "data", replace={"t10k-images-idx3-ubyte.gz": b"not gzip, not IDX"})
+    out = tmp_path / "run"
+    argv = ["train", "ae", "--data-root", str(tmp_path / "data"), "--out", str(out), "--epochs", "1",
+            "--hidden", "8", "--code-size", "2", "--quiet"]  # fmt: skip
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tinyae train: error: "), err
+    assert str(tmp_path / "data" / "t10k-images-idx3-ubyte.gz") in err and "Fix:" in err
+    assert "Shapes" not in err
+    assert not out.exists()  # nothing trained, and the run directory made for it is gone again
 
 
 def test_mnist_absent_and_no_download_is_still_a_dataset_not_found_error(tmp_path, fake_mnist) -> None:
