@@ -121,6 +121,13 @@ def test_help_documents_every_exit_status(capsys):
         assert f"{code} {meaning}" in out
 
 
+def test_readme_documents_every_exit_status():
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    for code, meaning in EXIT_CODES.items():
+        assert f"| {code} | {meaning} |" in readme, code
+
+
 def test_python_warnings_become_one_warning_line(tmp_path, capsys):
     argv = ["train", "conv-ae", "--out", str(tmp_path / "r"), "--epochs", "1", "--lr", "1e30", "--quiet",
             "--dataset", "shapes", "--limit-train", "32", "--limit-test", "16", "--batch-size", "16",
