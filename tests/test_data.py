@@ -608,6 +608,34 @@ def test_loader_shuffle_reproducible_per_epoch() -> None:
     assert epoch_order(unseeded) == epoch_order(replay)
 
 
+def test_loader_without_seed_follows_manual_seed() -> None:
+    import tinyae
+
+    ds = TensorDataset(np.arange(50))
+
+    def order(loader: DataLoader) -> list[int]:
+        return np.concatenate([b[0].data for b in loader]).tolist()
+
+    saved = tinyae.generator().bit_generator.state
+    try:
+        tinyae.manual_seed(3)
+        first = order(DataLoader(ds, 8, shuffle=True))
+        tinyae.manual_seed(3)
+        assert order(DataLoader(ds, 8, shuffle=True)) == first  # as torch.manual_seed does for PyTorch
+        tinyae.manual_seed(4)
+        assert order(DataLoader(ds, 8, shuffle=True)) != first
+        tinyae.manual_seed(3)
+        a, b = DataLoader(ds, 8, shuffle=True), DataLoader(ds, 8, shuffle=True)
+        assert order(a) == first and order(b) != first  # each loader draws its own seed
+        tinyae.manual_seed(3)
+        DataLoader(ds, 8)  # no shuffling: nothing drawn, the next number is the seeded one
+        drawn = tinyae.generator().integers(2**63)
+        tinyae.manual_seed(3)
+        assert drawn == tinyae.generator().integers(2**63)
+    finally:
+        tinyae.generator().bit_generator.state = saved
+
+
 def test_loader_fast_and_slow_paths_agree() -> None:
     shapes = Shapes(n=64)
     fast = list(DataLoader(shapes, 16, shuffle=True, seed=1))

@@ -11,10 +11,11 @@ become Tensors on the chosen device.
 """
 
 from tinyae.data.dataset import ArrayDataset, Subset, TensorDataset, batch_arrays
-from tinyae.data.idx import IDXError, decode_idx, encode_idx, read_idx, write_idx
+from tinyae.data.idx import IDXError, decode_idx, encode_idx, read_idx, read_idx_stream, write_idx
 from tinyae.data.loader import DataLoader
 from tinyae.data.mnist import (
     MNIST,
+    CorruptDatasetError,
     CorruptFileWarning,
     DatasetNotFoundError,
     FashionMNIST,
@@ -29,6 +30,7 @@ __all__ = [
     "MNIST",
     "ArrayDataset",
     "Compose",
+    "CorruptDatasetError",
     "CorruptFileWarning",
     "DataLoader",
     "DatasetNotFoundError",
@@ -48,5 +50,6 @@ __all__ = [
     "download_file",
     "encode_idx",
     "read_idx",
+    "read_idx_stream",
     "write_idx",
 ]

@@ -12,6 +12,11 @@ Reproducibility: epoch ``k``'s order depends only on ``(seed, k)``, not on
 how many epochs ran before in this process. ``loader.epoch`` counts the epochs
 started; a resumed training run calls ``loader.set_epoch(k)`` and sees exactly
 the batches an uninterrupted run would have seen in epoch ``k``.
+
+Without ``seed=``, a shuffling loader takes its seed from tinyae's global
+generator when it is created, so ``tinyae.manual_seed(0)`` makes the order
+reproducible, as ``torch.manual_seed`` does for PyTorch's loader. That draw
+advances the global generator (by one number), like any other random draw.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+import tinyae
 from tinyae.backend import parse_device, to_device
 from tinyae.data.dataset import batch_arrays
 from tinyae.tensor import Tensor
@@ -31,8 +37,9 @@ __all__ = ["DataLoader"]
 class DataLoader:
     """Iterate over ``dataset`` in batches of ``batch_size``, as tuples of Tensors.
 
-    ``seed=None`` draws a fresh random seed (kept in ``loader.seed``, so even an
-    unseeded run can be replayed).
+    ``seed=None`` with ``shuffle=True`` draws the seed from ``tinyae.generator()``
+    (so it follows ``tinyae.manual_seed``); it is kept in ``loader.seed``, so any
+    run can be replayed. A loader that does not shuffle draws nothing (``seed`` 0).
     """
 
     def __init__(
@@ -50,7 +57,9 @@ class DataLoader:
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
-        self.seed = int(np.random.SeedSequence().entropy) if seed is None else int(seed)
+        if seed is None:
+            seed = int(tinyae.generator().integers(2**63)) if self.shuffle else 0
+        self.seed = int(seed)
         self.device = parse_device(device)  # fail now, not at the first batch
         self.epoch = 0
 

@@ -4,7 +4,9 @@ Files::
 
     registry.py     model name -> recipe class ("module:Class", imported lazily)   <- add one line here
     recipe.py       Recipe, the base class (the interface below)
-    loop.py         train(), evaluate_run(), default_config(): epochs, checkpoints, resume, Ctrl-C
+    loop.py         train(), evaluate_run(), default_config(): epochs, checkpoints, resume
+    stopping.py     Ctrl-C / SIGTERM, NaN or Inf losses (TrainingDiverged, --skip-nonfinite)
+    rundir.py       the run directory: lock, leftover temp files, history.jsonl, metrics.json's pace
     datasets.py     ImageData and load_images(): --dataset auto|mnist|fashion-mnist|shapes, --limit-*
     metrics.py      per-pixel MSE/BCE/PSNR, the PCA baseline, metrics.json
     checkpoint.py   checkpoint.npz (model, optimizer, epoch, position, generator state)
@@ -81,19 +83,26 @@ Python API::
     print(result.metrics["final"], evaluate_run("runs/ae"))
 """
 
-from tinyae.train.checkpoint import CheckpointError
+from tinyae.train.checkpoint import CheckpointError, CorruptCheckpointError, RunDirectoryError
 from tinyae.train.datasets import DATASETS, ImageData, load_images
 from tinyae.train.loop import RunResult, default_config, evaluate_run, train
 from tinyae.train.recipe import Recipe
 from tinyae.train.registry import RECIPES, get_recipe, recipe_names
+from tinyae.train.rundir import RunDirError
+from tinyae.train.stopping import Interrupted, TrainingDiverged
 
 __all__ = [
     "DATASETS",
     "RECIPES",
     "CheckpointError",
+    "CorruptCheckpointError",
     "ImageData",
+    "Interrupted",
     "Recipe",
+    "RunDirError",
+    "RunDirectoryError",
     "RunResult",
+    "TrainingDiverged",
     "default_config",
     "evaluate_run",
     "get_recipe",

@@ -7,18 +7,29 @@ images of a split (fast runs and tests).
 
 ``auto`` means: MNIST when it is found (``--data-root``, ``$TINYAE_DATA``,
 ``~/.cache/tinyae``) or can be downloaded, else the built-in ``Shapes`` with a
-one-line notice saying why.
+one-line notice saying why. Only *absent* MNIST falls back: files that are there
+but fail their checks (corrupt, truncated, the wrong file, an incomplete set)
+raise :class:`~tinyae.data.CorruptDatasetError` naming each file, because a user
+who pointed at their data must not get toy results.
 """
 
 from __future__ import annotations
 
-import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from tinyae.data import MNIST, DatasetNotFoundError, FashionMNIST, Shapes, TensorDataset
+from tinyae.data import (
+    MNIST,
+    CorruptDatasetError,
+    CorruptFileWarning,
+    DatasetNotFoundError,
+    FashionMNIST,
+    Shapes,
+    TensorDataset,
+)
 
 __all__ = ["DATASETS", "ImageData", "load_images"]
 
@@ -72,14 +83,18 @@ def _shapes(limit_train: int | None, limit_test: int | None, seed: int) -> Image
     return _from_dataset("shapes", Shapes(n_train, True, seed), Shapes(n_test, False, seed), (None, None))
 
 
-def _short_reason(exc: DatasetNotFoundError) -> str:
-    lines = str(exc).splitlines()
-    problems = [ln.strip() for ln in lines if ln.startswith("  download ") or ln.startswith("  /")]
-    where = [ln.strip() for ln in lines[2:] if ln.startswith("  /")][:1]
-    if any(p.startswith("download") for p in problems):
-        first = next(p for p in problems if p.startswith("download"))
-        return f"not found locally and the download failed ({first})"
-    return f"not found (looked in {where[0] if where else 'the data root'})"
+def _load_pair(cls: type, root: str | None, download: bool, timeout: float) -> tuple[Any, Any]:
+    """Both splits of an IDX dataset; the CorruptFileWarnings are shown only when it loads after all.
+
+    When it fails, the exception names every bad file already, so a warning per file
+    on top of it would only say the same twice.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", category=CorruptFileWarning)
+        pair = cls(root, True, download, timeout=timeout), cls(root, False, download, timeout=timeout)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return pair
 
 
 def load_images(
@@ -93,7 +108,9 @@ def load_images(
     """The named dataset's two splits; ``auto`` falls back to Shapes and says why in ``.notice``.
 
     Raises :class:`~tinyae.data.DatasetNotFoundError` when ``mnist`` or
-    ``fashion-mnist`` is asked for explicitly and cannot be found or downloaded.
+    ``fashion-mnist`` is asked for explicitly and cannot be found or downloaded,
+    and :class:`~tinyae.data.CorruptDatasetError` (a subclass) for any dataset,
+    ``auto`` included, whose files are present but unusable.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
@@ -101,21 +118,19 @@ def load_images(
     if name == "shapes":
         return _shapes(limit_train, limit_test, seed)
     if name == "fashion-mnist":
-        return _from_dataset(
-            name, FashionMNIST(root, True, download), FashionMNIST(root, False, download), limits
-        )
+        return _from_dataset(name, *_load_pair(FashionMNIST, root, download, 30.0), limits)
     timeout = AUTO_DOWNLOAD_TIMEOUT if name == "auto" else 30.0
     try:
-        train = MNIST(root, True, download, timeout=timeout)
-        test = MNIST(root, False, download, timeout=timeout)
+        train, test = _load_pair(MNIST, root, download, timeout)
+    except CorruptDatasetError:
+        raise  # present but broken: never a silent switch to other data
     except DatasetNotFoundError as exc:
         if name == "mnist":
             raise
         data = _shapes(limit_train, limit_test, seed)
-        root_used = root or os.environ.get("TINYAE_DATA") or "~/.cache/tinyae"
         data.notice = (
-            f"note: MNIST is {_short_reason(exc)}; training on the built-in Shapes dataset instead "
-            f"(set --data-root or TINYAE_DATA to a folder with the MNIST files; tried {root_used})"
+            f"note: {exc.summary}; training on the built-in Shapes dataset instead "
+            "(--dataset shapes silences this note)"
         )
         return data
     return _from_dataset("mnist", train, test, limits)

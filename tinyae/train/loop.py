@@ -1,4 +1,4 @@
-"""The training loop shared by every model: epochs, checkpoints, resume, Ctrl-C, metrics, pictures.
+"""The training loop shared by every model: epochs, checkpoints, resume, signals, metrics, pictures.
 
     result = train(default_config("ae", epochs=3, dataset="shapes"), "runs/ae-try")
     result.status            # "finished" or "interrupted"
@@ -7,47 +7,61 @@
 One epoch, as the code below does it::
 
     loader.set_epoch(epoch)                       # order = f(seed, epoch)
-    for each batch: recipe.train_step(batch)      # running loss -> progress bar
+    for each batch: recipe.train_step(batch)      # running loss -> progress bar; NaN/Inf -> stop
     recipe.end_epoch(epoch); recipe.evaluate(epoch)
-    checkpoint.npz, then metrics.json             # both atomic
+    history.jsonl += the epoch's record           # appended
+    checkpoint.npz                                # atomic; its size depends on the model only
+    metrics.json                                  # atomic; rewritten when cheap (rundir.MetricsWriter)
 
-Ctrl-C: the first one asks the loop to stop after the current batch; it then
-saves a checkpoint that records the position inside the epoch (``batch``) and
-the running loss, and returns ``status="interrupted"``. ``resume=True`` replays
-the same epoch order and skips the batches already done, so the resumed run ends
-with exactly the metrics of an uninterrupted one (on the CPU, where float
-arithmetic is deterministic). A second Ctrl-C stops at once (KeyboardInterrupt),
-keeping the last checkpoint.
+Ctrl-C or SIGTERM: the first one asks the loop to stop after the current batch;
+it then saves a checkpoint that records the position inside the epoch (``batch``)
+and the running loss, and returns ``status="interrupted"``. ``resume=True``
+replays the same epoch order and skips the batches already done, so the resumed
+run ends with exactly the metrics of an uninterrupted one (on the CPU, where
+float arithmetic is deterministic). A second signal stops at once
+(:class:`~tinyae.train.stopping.Interrupted`, a KeyboardInterrupt), keeping the
+last checkpoint. A loss that becomes NaN or Inf raises
+:class:`~tinyae.train.stopping.TrainingDiverged` unless ``config["skip_nonfinite"]``
+(see :mod:`tinyae.train.stopping`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import tinyae
 from tinyae.train import pictures as pics
 from tinyae.train.checkpoint import (
-    CheckpointError,
+    CHECKPOINT,
+    CorruptCheckpointError,
     generator_state,
+    load_recipe_state,
     read_checkpoint,
     restore_generator,
     write_checkpoint,
 )
 from tinyae.train.datasets import ImageData, load_images
-from tinyae.train.metrics import write_metrics
 from tinyae.train.progress import Progress
 from tinyae.train.registry import get_recipe
+from tinyae.train.rundir import HistoryLog, MetricsWriter, RunDirectory
+from tinyae.train.stopping import (
+    StopRequest,
+    TrainingDiverged,
+    catch_stop_signals,
+    is_nonfinite_failure,
+    skip_nonfinite_steps,
+    weights_finite,
+)
 
-__all__ = ["COMMON_DEFAULTS", "RunResult", "default_config", "evaluate_run", "load_run", "train"]
+__all__ = ["COMMON_DEFAULTS", "RESUMABLE", "RunResult", "default_config", "evaluate_run", "load_run", "train"]
 
 #: defaults of the options every model has (``epochs``, ``batch_size`` and ``lr`` come from the recipe)
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -56,7 +70,11 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "device": "cpu",
     "limit_train": None,
     "limit_test": None,
+    "skip_nonfinite": False,
 }
+
+#: options a resumed run takes from the new config; all others come from the checkpoint
+RESUMABLE = ("epochs", "device", "skip_nonfinite")
 
 
 @dataclass
@@ -68,6 +86,7 @@ class RunResult:
     epoch: int = 0  # epochs completed
     batch: int = 0  # batches done in the unfinished epoch (interrupted runs)
     recipe: Any = None  # the trained Recipe (its .report(final) gives printable lines)
+    signal: int | None = None  # the signal that interrupted the run (None: stop() asked)
 
 
 def default_config(model: str, **overrides: Any) -> dict[str, Any]:
@@ -85,38 +104,6 @@ def default_config(model: str, **overrides: Any) -> dict[str, Any]:
         raise KeyError(f"default_config: {model} has no option(s) {sorted(unknown)}; known: {sorted(config)}")
     config.update(overrides)
     return cls.resolve_config(config)
-
-
-class _StopFlag:
-    """Set by the first Ctrl-C (or by ``stop(epoch, batch)``); the loop checks it between batches."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.requested = False
-        self.progress = progress
-
-    def handler(self, signum: int, frame: Any) -> None:
-        if self.requested:  # second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.requested = True
-        self.progress.close()
-        print(
-            "\nCtrl-C: stopping after this batch and saving a checkpoint (press Ctrl-C again to quit now)",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-@contextlib.contextmanager
-def _sigint_to(flag: _StopFlag) -> Iterator[None]:
-    """Route SIGINT to ``flag`` while training (only possible in the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, flag.handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _prepare(
@@ -144,6 +131,20 @@ def _summary(record: dict[str, Any], total: int) -> str:
     return "  ".join([line, *extras, f"({record['seconds']:.1f} s)"])
 
 
+def _step(recipe: Any, batch: Any, epoch: int) -> tuple[float, BaseException | None]:
+    """One training step: ``(loss, None)``, or ``(nan, error)`` when it failed on non-finite weights."""
+    try:
+        return float(recipe.train_step(batch, epoch)), None
+    except (ValueError, ArithmeticError) as exc:
+        if not is_nonfinite_failure(exc, recipe.modules()):
+            raise  # a genuine error, not a diverged model
+        return math.nan, exc
+
+
+def _fresh_partial() -> dict[str, Any]:
+    return {"loss_sum": 0.0, "count": 0, "seconds": 0.0, "skipped": 0}
+
+
 def train(
     config: dict[str, Any],
     out_dir: str,
@@ -158,18 +159,37 @@ def train(
     """Train ``config["model"]`` into ``out_dir``; see the module docstring.
 
     ``resume=True`` continues from ``out_dir/checkpoint.npz`` with the saved
-    config, except ``epochs`` and ``device`` which are taken from ``config``.
+    config, except the options in ``RESUMABLE`` which are taken from ``config``.
     ``stop(epoch, batches_done)`` is polled after every batch (0-based epoch); returning
     True acts like Ctrl-C (tests use it). ``data`` bypasses dataset loading.
-    Raises CheckpointError when ``resume`` finds no usable checkpoint.
+    Raises CheckpointError when ``resume`` finds no usable checkpoint,
+    :class:`~tinyae.train.rundir.RunDirError` (an OSError) when ``out_dir`` cannot be
+    written, and :class:`~tinyae.train.stopping.TrainingDiverged` on a NaN/Inf loss.
     """
-    progress = Progress(quiet=quiet, stream=stream)
-    ckpt: dict[str, Any] | None = None
-    dataset_used = None
-    if resume:
-        ckpt = read_checkpoint(out_dir, config["model"])
-        config = {**ckpt["config"], "epochs": config["epochs"], "device": config["device"]}
-        dataset_used = ckpt.get("dataset")  # `auto` resolved once, never switched silently
+    ckpt = read_checkpoint(out_dir, config["model"]) if resume else None
+    if ckpt is not None:
+        config = {**ckpt["config"], **{k: config[k] for k in RESUMABLE if k in config}}
+    with RunDirectory(out_dir):  # before the data is loaded: an unwritable --out fails at once
+        log = HistoryLog(out_dir)
+        try:
+            return _train(
+                config, out_dir, ckpt, log, Progress(quiet=quiet, stream=stream), data, data_root, stop
+            )
+        finally:
+            log.close()
+
+
+def _train(
+    config: dict[str, Any],
+    out_dir: str,
+    ckpt: dict[str, Any] | None,
+    log: HistoryLog,
+    progress: Progress,
+    data: ImageData | None,
+    data_root: str | None,
+    stop: Callable[[int, int], bool] | None,
+) -> RunResult:
+    dataset_used = ckpt.get("dataset") if ckpt is not None else None  # `auto` resolved once, never switched
     cls, data = _prepare(config, data, data_root, dataset_used if dataset_used != "none" else None)
     if data is not None and data.notice:
         print(data.notice, file=sys.stderr, flush=True)  # even with --quiet: the data is not what was asked
@@ -177,18 +197,19 @@ def train(
     recipe = cls(config, data, config["device"])
     tinyae.manual_seed(int(config["seed"]))
     recipe.build()
-    start_epoch, start_batch = 0, 0
-    partial = {"loss_sum": 0.0, "count": 0, "seconds": 0.0}
+    start_epoch, start_batch, steps = 0, 0, 0
+    partial = _fresh_partial()
     history: list[dict[str, Any]] = []
     if ckpt is not None:
-        recipe.load_state_dict(ckpt["state"])
+        load_recipe_state(recipe, ckpt, os.path.join(out_dir, CHECKPOINT))
         restore_generator(ckpt["rng"])
         start_epoch, start_batch = int(ckpt["epoch"]), int(ckpt["batch"])
-        partial = dict(ckpt["partial"])
-        history = list(ckpt["history"])
+        partial = {**partial, **ckpt["partial"]}
+        history = list(ckpt["history"]) if "history" in ckpt else log.read(int(ckpt["history_len"]), out_dir)
+        steps = int(ckpt.get("steps", 0))
+    log.start(history)
     recipe.before_training()
 
-    os.makedirs(out_dir, exist_ok=True)
     metrics: dict[str, Any] = {
         "model": cls.name,
         "dataset": recipe.dataset_name(),
@@ -196,9 +217,14 @@ def train(
         "epochs": history,
         "final": None,
     }
+    writer = MetricsWriter(out_dir)
     epochs = int(config["epochs"])
+    skip_nonfinite = bool(config.get("skip_nonfinite"))
+    saved = (start_epoch, start_batch)  # where the checkpoint on disk stands
 
     def save(epoch: int, batch: int) -> None:
+        nonlocal saved
+        log.sync()  # the records the checkpoint counts are on disk before it is
         write_checkpoint(
             out_dir,
             {
@@ -208,61 +234,89 @@ def train(
                 "epoch": epoch,
                 "batch": batch,
                 "partial": partial,
-                "history": history,
+                "steps": steps,
+                "history_len": len(history),
                 "rng": generator_state(),
                 "state": recipe.state_dict(),
             },
         )
-        write_metrics(out_dir, metrics)
+        saved = (epoch, batch)
 
-    flag = _StopFlag(progress)
-    with _sigint_to(flag):
+    def interrupted(epoch: int, batch: int) -> RunResult:
+        writer.write(metrics, force=True)
+        return RunResult("interrupted", out_dir, metrics, epoch=epoch, batch=batch, recipe=recipe,
+                         signal=request.signum)  # fmt: skip
+
+    request = StopRequest(on_first=progress.close)
+    refused: list[str] = []  # optimizers whose step was skipped for non-finite gradients, this batch
+    guard = skip_nonfinite_steps(recipe.optimizers(), refused) if skip_nonfinite else contextlib.nullcontext()
+    with catch_stop_signals(request), guard:
         if ckpt is None:
             save(0, 0)  # a resumable (and evaluable) run directory from the start
+            writer.write(metrics, force=True)
         for epoch in range(start_epoch, epochs):
             loader = recipe.train_loader(epoch)
             loader.set_epoch(epoch)
             skip = start_batch if epoch == start_epoch else 0
             if skip == 0:
-                partial = {"loss_sum": 0.0, "count": 0, "seconds": 0.0}
+                partial = _fresh_partial()
             progress.start(epoch + 1, epochs, len(loader), done=skip)
             t0 = time.perf_counter()
             for b, batch in enumerate(loader):
                 if b < skip:
                     continue  # done before the interruption; the order is the same, so skipping is exact
-                loss = float(recipe.train_step(batch, epoch))
-                n = len(batch[0])
-                partial["loss_sum"] += loss * n
-                partial["count"] += n
-                progress.update(loss)
-                if flag.requested or (stop is not None and stop(epoch, b + 1)):
+                refused.clear()
+                steps += 1
+                loss, failure = _step(recipe, batch, epoch)
+                if math.isfinite(loss) and not refused:
+                    partial["loss_sum"] += loss * len(batch[0])
+                    partial["count"] += len(batch[0])
+                    progress.update(loss)
+                elif skip_nonfinite and failure is None and weights_finite(recipe.modules()):
+                    partial["skipped"] += 1
+                    progress.update(None)
+                else:
+                    progress.close()
+                    writer.write(metrics, force=True)
+                    raise TrainingDiverged(loss, steps, epoch, b + 1, *saved, cause=failure)
+                if request.requested or (stop is not None and stop(epoch, b + 1)):
                     partial["seconds"] += time.perf_counter() - t0
                     progress.close()
                     save(epoch, b + 1)
-                    return RunResult("interrupted", out_dir, metrics, epoch=epoch, batch=b + 1, recipe=recipe)
+                    return interrupted(epoch, b + 1)
             recipe.end_epoch(epoch)
             evaluation = dict(recipe.evaluate(epoch))
             record = {
                 "epoch": epoch + 1,
-                "train_loss": partial["loss_sum"] / max(partial["count"], 1),
+                "train_loss": partial["loss_sum"] / partial["count"] if partial["count"] else math.nan,
                 "test_loss": float(evaluation.pop("test_loss")),
                 "seconds": partial["seconds"] + time.perf_counter() - t0,
                 **evaluation,
             }
+            if partial["skipped"]:
+                record["skipped_batches"] = partial["skipped"]
             history.append(record)
-            partial = {"loss_sum": 0.0, "count": 0, "seconds": 0.0}
+            log.append(record)
+            partial = _fresh_partial()
             save(epoch + 1, 0)
+            writer.write(metrics)
             recipe.epoch_pictures(out_dir, epoch)
             # At most ~50 summary lines per run: every epoch of a short run, every k-th of a long one.
             every = max(1, epochs // 50)
             progress.end(_summary(record, epochs), show=(epoch + 1) % every == 0 or epoch + 1 == epochs)
-            if record.get("warning"):  # e.g. a GAN collapsing: shown even with --quiet
-                print(f"warning: epoch {epoch + 1}: {record['warning']}", file=sys.stderr, flush=True)
-            if flag.requested:
-                return RunResult("interrupted", out_dir, metrics, epoch=epoch + 1, recipe=recipe)
+            warning = record.get("warning")  # e.g. a GAN collapsing: shown even with --quiet
+            if record.get("skipped_batches"):
+                skipped = (
+                    f"skipped {record['skipped_batches']} batch(es) whose loss or gradients were NaN/Inf"
+                )
+                warning = f"{warning}; {skipped}" if warning else skipped
+            if warning:
+                print(f"warning: epoch {epoch + 1}: {warning}", file=sys.stderr, flush=True)
+            if request.requested:
+                return interrupted(epoch + 1, 0)
 
     metrics["final"] = recipe.final_metrics()
-    write_metrics(out_dir, metrics)
+    writer.write(metrics, force=True)
     written = []
     if history:
         written.append(pics.loss_curves(out_dir, history, title=f"{cls.name} on {recipe.dataset_name()}"))
@@ -281,13 +335,13 @@ def load_run(
     try:
         get_recipe(str(ckpt.get("model")))
     except KeyError as exc:
-        raise CheckpointError(f"{run_dir}: {exc.args[0]}") from exc
+        raise CorruptCheckpointError(f"{run_dir}: {exc.args[0]}") from exc
     dataset = ckpt.get("dataset")
     cls, data = _prepare(config, data, data_root, dataset if dataset != "none" else None)
     recipe = cls(config, data, config["device"])
     tinyae.manual_seed(int(config["seed"]))
     recipe.build()
-    recipe.load_state_dict(ckpt["state"])
+    load_recipe_state(recipe, ckpt, os.path.join(run_dir, CHECKPOINT))
     return recipe, ckpt
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from tinyae._atomic import atomic_write_text
 
-__all__ = ["METRICS", "ReconstructionStats", "pca_reconstruction_mse", "psnr", "read_metrics",
+__all__ = ["METRICS", "ReconstructionStats", "jsonable", "pca_reconstruction_mse", "psnr", "read_metrics",
            "write_metrics"]  # fmt: skip
 
 METRICS = "metrics.json"
@@ -86,12 +86,12 @@ def pca_reconstruction_mse(x_train: np.ndarray, x_test: np.ndarray, k: int) -> f
     return float(np.mean((recon - bc) ** 2))
 
 
-def _clean(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """JSON-ready copy: NumPy scalars -> Python numbers, non-finite floats -> strings JSON can hold."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -102,7 +102,7 @@ def _clean(value: Any) -> Any:
 def write_metrics(run_dir: str, metrics: dict[str, Any]) -> str:
     """Write ``run_dir/metrics.json`` atomically (strict JSON: inf/nan become strings)."""
     path = os.path.join(run_dir, METRICS)
-    atomic_write_text(path, json.dumps(_clean(metrics), indent=2) + "\n")
+    atomic_write_text(path, json.dumps(jsonable(metrics), indent=2) + "\n")
     return path
 
 

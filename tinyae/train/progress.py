@@ -38,13 +38,16 @@ class Progress:
                 dynamic_ncols=True,
             )
 
-    def update(self, loss: float) -> None:
-        self.loss_sum += loss
-        self.count += 1
+    def update(self, loss: float | None) -> None:
+        """One batch done; ``loss`` None: a skipped batch (not in the running mean)."""
         if self.bar is not None:
             self.bar.update(1)
-            if self.count % 5 == 1 or self.count < 5:  # refreshing the postfix costs; not every batch
-                self.bar.set_postfix(loss=f"{self.loss_sum / self.count:.4f}", refresh=False)
+        if loss is None:
+            return
+        self.loss_sum += loss
+        self.count += 1
+        if self.bar is not None and (self.count % 5 == 1 or self.count < 5):  # the postfix costs
+            self.bar.set_postfix(loss=f"{self.loss_sum / self.count:.4f}", refresh=False)
 
     def close(self) -> None:
         if self.bar is not None:
