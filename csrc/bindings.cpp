@@ -182,7 +182,7 @@ template <typename T>
 py::array im2col_typed(const py::array& x, Geometry g, const py::object& out, int threads) {
     auto xc = contiguous<T>("im2col", "x", x);
     const int64_t dims[6] = {g.c, g.kh, g.kw, g.n, g.oh, g.ow};
-    tinyae::checked_numel("im2col", dims);
+    tinyae::checked_numel("im2col", dims, sizeof(T));
     py::array col;
     if (out.is_none()) {
         col = py::array_t<T>({g.c, g.kh, g.kw, g.n, g.oh, g.ow});
@@ -212,6 +212,7 @@ template <typename T>
 py::array col2im_typed(const py::array& col, Geometry g, const py::object& out, int threads) {
     auto cc = contiguous<T>("col2im", "col", col);
     const int64_t dims[4] = {g.n, g.c, g.h, g.w};
+    tinyae::checked_numel("col2im", dims, sizeof(T));
     // The kernel zeroes each output plane before adding into it, so `out` is overwritten.
     py::array x;
     if (out.is_none()) {
@@ -296,8 +297,8 @@ py::array conv2d_direct(const py::array& x, const py::array& w, const py::object
                               shape_str(x.shape(), 4) + ", got " + shape_str(w.shape(), 4));
     }
     check_output_size(op, g);
-    const int64_t dims[6] = {g.n, cout, g.oh, g.ow, 1, 1};
-    tinyae::checked_numel(op, dims);
+    const int64_t dims[4] = {g.n, cout, g.oh, g.ow};
+    tinyae::checked_numel(op, dims, sizeof(float));
     if (g.c * (g.h + 2 * g.ph) * (g.w + 2 * g.pw) > tinyae::kDirectMaxScratch) {
         throw py::value_error(std::string(op) + ": one zero-padded sample of x has more than " +
                               std::to_string(tinyae::kDirectMaxScratch) + " elements");
@@ -344,8 +345,8 @@ py::array conv_transpose2d_direct(const py::array& x, const py::array& w, const 
                               std::to_string(out_w) + ") and parameters give (" + std::to_string(g.oh) + ", " +
                               std::to_string(g.ow) + ")");
     }
-    const int64_t dims[6] = {g.n, cout, out_h, out_w, 1, 1};
-    tinyae::checked_numel(op, dims);
+    const int64_t dims[4] = {g.n, cout, out_h, out_w};
+    tinyae::checked_numel(op, dims, sizeof(float));
     if (c * (g.oh + 2 * g.kh) * (g.ow + 2 * g.kw) > tinyae::kDirectMaxScratch) {
         throw py::value_error(std::string(op) + ": one padded sample of x would have more than " +
                               std::to_string(tinyae::kDirectMaxScratch) + " elements");
@@ -384,6 +385,8 @@ py::array conv2d_weight_grad_direct(const py::array& x, const py::array& gy, con
         throw py::value_error(std::string(op) + ": one zero-padded sample of x has more than " +
                               std::to_string(tinyae::kDirectMaxScratch) + " elements");
     }
+    const int64_t gw_dims[4] = {cout, g.c / groups, kh, kw};
+    tinyae::checked_numel(op, gw_dims, sizeof(float));
     auto xc = contiguous<float>(op, "x", x);
     auto gc = contiguous<float>(op, "gy", gy);
     py::array_t<float> gw({cout, g.c / groups, kh, kw});

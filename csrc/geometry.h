@@ -5,6 +5,7 @@
 //     col[c, i, j, n, oh, ow] = x_padded[n, c, oh*SH + i*DH, ow*SW + j*DW].
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -57,13 +58,17 @@ inline void check_param(const char* op, const char* name, int64_t v, int64_t min
     }
 }
 
-// Product of the six dimensions, refusing sizes whose element count overflows int64_t.
-inline int64_t checked_numel(const char* op, const int64_t (&dims)[6]) {
+// Element count of an array of these dimensions, refusing one whose size in bytes (and so every
+// byte stride NumPy computes for it) would overflow int64_t.
+template <size_t D>
+inline int64_t checked_numel(const char* op, const int64_t (&dims)[D], int64_t itemsize = 8) {
     int64_t total = 1;
     for (int64_t d : dims) {
-        if (d < 0 || __builtin_mul_overflow(total, d, &total)) {
-            throw std::invalid_argument(std::string(op) + ": the column buffer would be too large");
-        }
+        if (d < 0 || __builtin_mul_overflow(total, d, &total)) total = -1;
+        if (total < 0) break;
+    }
+    if (total < 0 || total > INT64_MAX / itemsize) {
+        throw std::invalid_argument(std::string(op) + ": the result would be too large");
     }
     return total;
 }

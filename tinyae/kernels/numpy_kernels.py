@@ -171,8 +171,9 @@ def conv2d_weight_grad_direct(x: Any, gy: Any, geometry: Geometry) -> Any:
     xp, g, (kh, kw) = get_array_module(x), geometry.groups, geometry.kernel
     n, c = x.shape[:2]
     c_out = gy.shape[1]
-    col = _unfold(x, geometry).reshape(g, c // g * kh * kw, n, -1)  # (G, Kg, N, P)
-    gyg = gy.reshape(n, g, c_out // g, -1)  # (N, G, Cog, P)
+    p = gy.shape[2] * gy.shape[3]  # spelled out: -1 cannot be inferred for an empty batch
+    col = _unfold(x, geometry).reshape(g, c // g * kh * kw, n, p)  # (G, Kg, N, P)
+    gyg = gy.reshape(n, g, c_out // g, p)  # (N, G, Cog, P)
     gw = xp.einsum("ngop,gknp->gok", gyg, col)  # (G, Cog, Kg)
     return xp.ascontiguousarray(gw).reshape(c_out, c // g, kh, kw)
 
