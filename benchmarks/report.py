@@ -47,7 +47,6 @@ import argparse
 import contextlib
 import datetime
 import gc
-import importlib.util
 import json
 import os
 import platform
@@ -354,9 +353,11 @@ def run_report(args: argparse.Namespace) -> dict[str, Any]:
     threads = thread_counts(args.threads, device)
     skipped: list[str] = []
     engines = ["tinyae", "torch"]
-    if importlib.util.find_spec("torch") is None:
+    try:
+        get_framework("torch", device)
+    except Unavailable as exc:
         engines = ["tinyae"]
-        skipped.append("PyTorch is not installed (pip install -e '.[bench]'): tinyae alone, no ratios")
+        skipped.append(f"PyTorch: {exc}: tinyae alone, no ratios")
     start = time.perf_counter()
     meta = machine_info(device, threads)
     meta.update(cfg, quick=args.quick, engines=engines, method="own process per engine, back to back")
