@@ -8,7 +8,7 @@ gradient, producing the gradients of the input, the weight and the bias.
 ``pytest benchmarks/bench_conv.py`` times them (pytest-benchmark groups one layer per
 table); ``--benchmark-disable`` runs each once as a smoke test. The ``test_matches_torch``
 checks hold tinyae's output and three gradients to PyTorch's within float32 tolerance.
-For side-by-side ratios use ``python -m benchmarks.report`` (interleaved, same process).
+For side-by-side ratios use ``python -m benchmarks.report`` (each engine in its own process).
 """
 
 from __future__ import annotations

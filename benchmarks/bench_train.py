@@ -9,7 +9,7 @@ One benchmarked call is one optimizer step: zero grads, forward, loss, backward,
 * ``test_losses_match_torch``: three steps on each engine give the same losses (float32
   tolerance): the engines run the same model, so the timings compare like with like;
 * ``test_peak_memory``: peak memory of one step, each engine in a fresh subprocess (the
-  method is described in :mod:`benchmarks.report`); the numbers go to the test's
+  method is described in :mod:`benchmarks.memory`); the numbers go to the test's
   ``user_properties`` and stdout. Memory targets are reported, not asserted.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from benchmarks.conftest import framework_or_skip
-from benchmarks.report import measure_memory
+from benchmarks.memory import measure_memory
 from benchmarks.workloads import WORKLOADS, make_train_case, set_threads
 
 
@@ -67,48 +67,3 @@ def test_peak_memory(wid: str, record_property: Any, request: pytest.FixtureRequ
         for key in ("rss_increase_mb", "alloc_peak_mb")
     }
     print(f"{wid} peak memory: {results} ratios tinyae/torch {ratio}")
-
-
-# ------------------------------------------------------------------ the report, end to end
-
-
-def test_report_smoke(tmp_path: Any) -> None:
-    """``python -m benchmarks.report`` on the two cheapest workloads writes JSON, markdown and PNG."""
-    import json
-
-    from benchmarks import report
-
-    framework_or_skip("tinyae")
-    framework_or_skip("torch")
-    report.main(["--quick", "--rounds", "1", "--only", "L6,W1", "--no-memory", "--out", str(tmp_path)])
-    result = json.loads((tmp_path / "latest.json").read_text())
-    assert [r["id"] for r in result["layers"]] == ["L6"]
-    assert [r["id"] for r in result["train"]] == ["W1"]
-    assert result["layers"][0]["ratio"] > 0 and result["train"][0]["ratio"] > 0
-    assert result["layers"][0]["ratio_spread"] is None  # one round: no spread to give
-    q1, q3 = result["train"][0]["ratio_spread"]  # training steps run at least 3 rounds
-    assert q1 <= result["train"][0]["ratio"] <= q3
-    assert max(result["layers"][0]["max_rel_err"].values()) < 1e-4
-    assert "| W1 |" in (tmp_path / "latest.md").read_text()
-    assert (tmp_path / "latest.png").stat().st_size > 0 or "matplotlib" in " ".join(result["skipped"])
-
-
-def test_report_cuda_guard(tmp_path: Any, capsys: Any) -> None:
-    """Without a GPU, ``--device cuda`` says why and writes nothing (no traceback, exit status 0)."""
-    from benchmarks import report
-    from tinyae import cuda
-
-    if cuda.is_available():
-        pytest.skip("a GPU is available: the guard is not exercised")
-    report.main(["--device", "cuda", "--out", str(tmp_path)])
-    assert "skipping --device cuda" in capsys.readouterr().out
-    assert not any(tmp_path.iterdir())
-
-
-def test_ratio_spread_is_the_quartiles_of_per_round_ratios() -> None:
-    from benchmarks.report import pair_ratio, pair_ratio_spread
-
-    a, b = [2.0, 4.0, 6.0, 8.0, 10.0], [2.0] * 5  # per-round ratios 1, 2, 3, 4, 5
-    assert pair_ratio(a, b) == 3.0
-    assert pair_ratio_spread(a, b) == [1.5, 4.5]  # statistics.quantiles, "exclusive" method
-    assert pair_ratio_spread([1.0], [1.0]) is None

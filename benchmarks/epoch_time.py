@@ -8,7 +8,8 @@ Measured as training runs: each engine in its own process (so neither engine's t
 in the other's way), the given thread count for every pool in it, a warm-up, then ``--steps``
 steps back to back; the processes alternate (tinyae, torch, tinyae, torch, ...) for
 ``--rounds`` rounds. Reported: the median step time x steps per epoch for each engine and
-the median of the per-round ratios tinyae / torch.
+the median of the per-round ratios tinyae / torch. The processes are :mod:`benchmarks.runs`
+jobs, as in ``python -m benchmarks.report``, with a fixed step count instead of a calibrated one.
 
     python -m benchmarks.epoch_time                      # W4 and W5, 1 thread and all cores
     python -m benchmarks.epoch_time --threads 2 --rounds 3 --steps 40 W5
@@ -20,50 +21,23 @@ skips D's weight gradients in the generator step (and evaluates after each epoch
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks.runs import Job, cpu_model, run_job
+
 STEPS_PER_EPOCH = {"W4": 469, "W5": 938}  # ceil(60000 / 128), ceil(60000 / 64)
 MODEL = {"W4": "vae", "W5": "dcgan"}
 
 
-def _child(engine: str, wid: str, threads: int, steps: int, warmup: int) -> None:
-    from benchmarks.workloads import get_framework, make_train_case, set_threads
-
-    set_threads(threads)
-    case = make_train_case(get_framework(engine), wid)
-    for _ in range(warmup):
-        case.step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        case.step()
-    print(json.dumps({"step_s": (time.perf_counter() - t0) / steps}))
-
-
 def _run(engine: str, wid: str, threads: int, steps: int, warmup: int) -> float:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TINYAE_NUM_THREADS": str(threads),
-           "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}  # fmt: skip
-    cmd = [sys.executable, "-m", "benchmarks.epoch_time", "--child", engine, wid, str(threads), str(steps),
-           str(warmup)]  # fmt: skip
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=1800)
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["step_s"])
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    """Seconds per step of ``engine`` on ``wid``: a fresh process, ``warmup`` steps, then ``steps``
+    steps back to back (:mod:`benchmarks.runs`, the report's machinery)."""
+    res = run_job(Job("train", engine, wid, threads, warmup=warmup, calls=steps), timeout=1800)
+    if "error" in res:
+        raise SystemExit(f"{engine} {wid} on {threads} threads failed: {res['error']}")
+    return float(res["step"]["s"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,19 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=60, help="timed steps per process")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        engine, wid, threads, steps, warmup = args.child
-        _child(engine, wid, int(threads), int(steps), int(warmup))
-        return 0
     workloads = args.workloads or sorted(STEPS_PER_EPOCH)
     unknown = set(workloads) - set(STEPS_PER_EPOCH)
     if unknown:
         parser.error(f"unknown workload(s) {sorted(unknown)}; choose from {sorted(STEPS_PER_EPOCH)}")
     cores = os.cpu_count() or 1
     threads_list = args.threads or sorted({1, cores})
-    print(f"{_cpu_name()}, {cores} cores; {args.rounds} rounds of {args.steps} steps per engine and process")
+    print(f"{cpu_model()}, {cores} cores; {args.rounds} rounds of {args.steps} steps per engine and process")
     print("| model | threads | tinyae s/epoch | PyTorch s/epoch | tinyae / PyTorch (median of rounds) |")
     print("|---|---|---|---|---|")
     for wid in workloads:

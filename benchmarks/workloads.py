@@ -159,11 +159,13 @@ def get_framework(name: str, device: str = "cpu", what: str = "all") -> Framewor
     raise ValueError(f"get_framework: unknown framework {name!r}; expected 'tinyae' or 'torch'")
 
 
-def set_threads(n: int | None = None) -> int:
+def set_threads(n: int | None = None, engines: tuple[str, ...] = ("torch", "tinyae")) -> int:
     """Give every thread pool in the process the same size ``n`` (default: all cores).
 
     NumPy's BLAS and any OpenMP runtime (PyTorch's intra-op pool) through threadpoolctl when it
-    is installed, PyTorch's own setting, and the pool of tinyae's C++ kernels. Returns ``n``.
+    is installed, PyTorch's own setting, and the pool of tinyae's C++ kernels. ``engines`` names
+    the engines whose own setting is applied (each is imported for it): a process that runs one
+    engine names only that one, so that the other is not even loaded. Returns ``n``.
     """
     n = int(n or os.cpu_count() or 1)
     global _thread_limiter
@@ -173,18 +175,20 @@ def set_threads(n: int | None = None) -> int:
         _thread_limiter = threadpool_limits(limits=n)  # kept alive: the limit lasts while it exists
     except ImportError:
         _thread_limiter = None
-    try:
-        import torch
+    if "torch" in engines:
+        try:
+            import torch
 
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
-    try:
-        from tinyae import kernels
+            torch.set_num_threads(n)
+        except ImportError:
+            pass
+    if "tinyae" in engines:
+        try:
+            from tinyae import kernels
 
-        kernels.set_num_threads(n)
-    except ImportError:
-        pass
+            kernels.set_num_threads(n)
+        except ImportError:
+            pass
     return n
 
 
