@@ -131,6 +131,12 @@ def _add_common_train_options(
                    help="use only the first N training images")  # fmt: skip
     g.add_argument("--limit-test", type=_positive_int, default=None, metavar="N",
                    help="use only the first N test images")  # fmt: skip
+    # Data-parallel training (tinyae.distributed); `mpiexec -n N tinyae train ...` needs neither option.
+    g.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="train data-parallel on N local processes, each taking 1/N of every batch "
+                   "(started with mpiexec; needs pip install 'tinyae[mpi]'; default 1)")  # fmt: skip
+    g.add_argument("--sync-bn", action="store_true", default=None,
+                   help="data-parallel: BatchNorm statistics of the whole batch, not per rank")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,6 +317,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 f"--out {run_dir} already holds a run; continue it with --resume or choose another --out"
             )
 
+    from tinyae.distributed.training import cli_workers  # data-parallel runs: see tinyae.distributed
+
+    status = cli_workers(args, run_dir)
+    if status is not None:
+        return status  # --workers N: the N ranks ran (and printed) in processes of their own
     say = (lambda *a: None) if args.quiet else print
     say(f"training {cls.name} -> {run_dir}" + (" (resumed)" if resume else ""))
     try:
@@ -472,6 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     if extra:  # reported by the sub-command's parser, so the usage line shows that command's options
         args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --workers N` starts N copies of it
     if args.command == "train":
         return _cmd_train(args)
     if args.command == "eval":

@@ -18,6 +18,11 @@ the same epoch order and skips the batches already done, so the resumed run ends
 with exactly the metrics of an uninterrupted one (on the CPU, where float
 arithmetic is deterministic). A second Ctrl-C stops at once (KeyboardInterrupt),
 keeping the last checkpoint.
+
+Under ``mpiexec -n N`` the same loop runs on every rank, data-parallel: ``run`` (from
+:func:`tinyae.distributed.training.for_training`; a do-nothing object in a single
+process) splits every batch over the ranks, averages the gradients, and lets only rank 0
+evaluate, print and write.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import tinyae
+from tinyae.distributed.training import for_training
 from tinyae.train import pictures as pics
 from tinyae.train.checkpoint import (
     CheckpointError,
@@ -56,6 +62,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "device": "cpu",
     "limit_train": None,
     "limit_test": None,
+    "sync_bn": False,  # data-parallel runs: BatchNorm statistics over all ranks (tinyae.distributed)
 }
 
 
@@ -163,15 +170,32 @@ def train(
     True acts like Ctrl-C (tests use it). ``data`` bypasses dataset loading.
     Raises CheckpointError when ``resume`` finds no usable checkpoint.
     """
-    progress = Progress(quiet=quiet, stream=stream)
+    run = for_training(config, quiet)
+    with run.guard():
+        return _train(run, config, out_dir, resume, quiet, data, data_root, stop, stream)
+
+
+def _train(
+    run: Any,
+    config: dict[str, Any],
+    out_dir: str,
+    resume: bool,
+    quiet: bool,
+    data: ImageData | None,
+    data_root: str | None,
+    stop: Callable[[int, int], bool] | None,
+    stream: Any,
+) -> RunResult:
+    progress = Progress(quiet=quiet or not run.is_writer, stream=stream)
     ckpt: dict[str, Any] | None = None
     dataset_used = None
     if resume:
-        ckpt = read_checkpoint(out_dir, config["model"])
+        ckpt = run.from_writer(lambda: read_checkpoint(out_dir, config["model"]))
         config = {**ckpt["config"], "epochs": config["epochs"], "device": config["device"]}
         dataset_used = ckpt.get("dataset")  # `auto` resolved once, never switched silently
-    cls, data = _prepare(config, data, data_root, dataset_used if dataset_used != "none" else None)
-    if data is not None and data.notice:
+    dataset = dataset_used if dataset_used != "none" else None
+    cls, data = run.writer_first(lambda: _prepare(config, data, data_root, dataset))  # rank 0 may download
+    if data is not None and data.notice and run.is_writer:
         print(data.notice, file=sys.stderr, flush=True)  # even with --quiet: the data is not what was asked
 
     recipe = cls(config, data, config["device"])
@@ -186,7 +210,8 @@ def train(
         start_epoch, start_batch = int(ckpt["epoch"]), int(ckpt["batch"])
         partial = dict(ckpt["partial"])
         history = list(ckpt["history"])
-    recipe.before_training()
+    run.attach(recipe)
+    run.before_training(recipe)
 
     os.makedirs(out_dir, exist_ok=True)
     metrics: dict[str, Any] = {
@@ -199,6 +224,8 @@ def train(
     epochs = int(config["epochs"])
 
     def save(epoch: int, batch: int) -> None:
+        if not run.is_writer:
+            return
         write_checkpoint(
             out_dir,
             {
@@ -220,7 +247,7 @@ def train(
         if ckpt is None:
             save(0, 0)  # a resumable (and evaluable) run directory from the start
         for epoch in range(start_epoch, epochs):
-            loader = recipe.train_loader(epoch)
+            loader = run.shard(recipe.train_loader(epoch))
             loader.set_epoch(epoch)
             skip = start_batch if epoch == start_epoch else 0
             if skip == 0:
@@ -230,18 +257,20 @@ def train(
             for b, batch in enumerate(loader):
                 if b < skip:
                     continue  # done before the interruption; the order is the same, so skipping is exact
-                loss = float(recipe.train_step(batch, epoch))
-                n = len(batch[0])
+                with run.step(loader):
+                    loss = float(recipe.train_step(batch, epoch))
+                stopping = flag.requested or (stop is not None and stop(epoch, b + 1))
+                loss, n, stopping = run.reduce_step(loss, len(batch[0]), stopping)
                 partial["loss_sum"] += loss * n
                 partial["count"] += n
                 progress.update(loss)
-                if flag.requested or (stop is not None and stop(epoch, b + 1)):
+                if stopping:
                     partial["seconds"] += time.perf_counter() - t0
                     progress.close()
                     save(epoch, b + 1)
                     return RunResult("interrupted", out_dir, metrics, epoch=epoch, batch=b + 1, recipe=recipe)
             recipe.end_epoch(epoch)
-            evaluation = dict(recipe.evaluate(epoch))
+            evaluation = run.from_writer(lambda e=epoch: dict(recipe.evaluate(e)))
             record = {
                 "epoch": epoch + 1,
                 "train_loss": partial["loss_sum"] / max(partial["count"], 1),
@@ -252,22 +281,29 @@ def train(
             history.append(record)
             partial = {"loss_sum": 0.0, "count": 0, "seconds": 0.0}
             save(epoch + 1, 0)
-            recipe.epoch_pictures(out_dir, epoch)
+            run.from_writer(lambda e=epoch: recipe.epoch_pictures(out_dir, e))
             # At most ~50 summary lines per run: every epoch of a short run, every k-th of a long one.
             every = max(1, epochs // 50)
             progress.end(_summary(record, epochs), show=(epoch + 1) % every == 0 or epoch + 1 == epochs)
-            if record.get("warning"):  # e.g. a GAN collapsing: shown even with --quiet
+            if record.get("warning") and run.is_writer:  # e.g. a GAN collapsing: shown even with --quiet
                 print(f"warning: epoch {epoch + 1}: {record['warning']}", file=sys.stderr, flush=True)
-            if flag.requested:
+            if run.any(flag.requested):
                 return RunResult("interrupted", out_dir, metrics, epoch=epoch + 1, recipe=recipe)
 
-    metrics["final"] = recipe.final_metrics()
+    metrics["final"] = run.from_writer(recipe.final_metrics)
+    written = run.from_writer(lambda: _finish(out_dir, metrics, history, cls.name, recipe))
+    return RunResult("finished", out_dir, metrics, pictures=written, epoch=epochs, recipe=recipe)
+
+
+def _finish(
+    out_dir: str, metrics: dict[str, Any], history: list[dict[str, Any]], name: str, recipe: Any
+) -> list[str]:
+    """metrics.json with the final block, the loss curves and the recipe's pictures; their names."""
     write_metrics(out_dir, metrics)
     written = []
     if history:
-        written.append(pics.loss_curves(out_dir, history, title=f"{cls.name} on {recipe.dataset_name()}"))
-    written += recipe.pictures(out_dir, history)
-    return RunResult("finished", out_dir, metrics, pictures=written, epoch=epochs, recipe=recipe)
+        written.append(pics.loss_curves(out_dir, history, title=f"{name} on {recipe.dataset_name()}"))
+    return written + recipe.pictures(out_dir, history)
 
 
 def load_run(
