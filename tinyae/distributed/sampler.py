@@ -1,8 +1,9 @@
 """Splitting the data over the ranks: every global batch, row by row.
 
 A single process with batch size B serves the epoch's order ``o`` (a permutation that
-depends only on ``(seed, epoch)``) in slices ``o[kB : (k+1)B]``. With N ranks, rank r
-takes rows ``r, r + N, r + 2N, ...`` of each slice (:class:`ShardedLoader`). The N
+depends only on ``(seed, epoch)``) in slices ``o[kB : (k+1)B]``. With N ranks, every rank
+runs the same loader and keeps rows ``r, r + N, r + 2N, ...`` of each batch
+(:class:`ShardedLoader`; reading the whole batch costs a copy of it, nothing next to a step). The N
 shares of step k are disjoint and together are exactly the single process's batch k;
 they differ in size by at most one row, and the gradient average weights each rank by
 its share, so step k computes the same update as the single process. Resuming at
@@ -27,12 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from tinyae import creation
-from tinyae.backend import to_device
-from tinyae.data.dataset import batch_arrays
+from tinyae import backend, creation
 from tinyae.tensor import Tensor
 
-__all__ = ["DistributedSampler", "ShardedLoader", "rows_of", "sharded_draws"]
+__all__ = ["DistributedSampler", "ShardedLoader", "rows_of", "sharded_draws", "short_tail"]
 
 
 def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
@@ -101,49 +100,58 @@ class DistributedSampler:
 
 
 class ShardedLoader:
-    """This rank's rows of every batch of ``loader`` (a :class:`~tinyae.data.DataLoader`).
+    """This rank's rows of every batch that ``loader`` yields (any iterable of tuples of Tensors).
 
-    ``len()`` and ``set_epoch`` are the loader's, so the training loop's batch counter
-    means the same thing on every rank and in a single process. A last batch with fewer
-    rows than ranks is skipped (every rank would need at least one row); :attr:`skipped`
-    counts the rows lost per epoch. After each yield, :attr:`share` is ``(rows of this
-    rank, rows of the global batch)``.
+    Items of a batch that are not Tensors (a task index...) pass through as they are. A
+    batch with fewer rows than ranks is skipped on every rank (each rank needs at least one
+    row); :attr:`skipped` counts the rows skipped so far. After each yield, :attr:`share` is
+    ``(rows of this rank, rows of the global batch)``. ``len()`` and ``set_epoch`` are the
+    loader's, so the training loop's batch counter means the same on every rank and in a
+    single process.
     """
 
     def __init__(self, loader: Any, num_replicas: int | None = None, rank: int | None = None) -> None:
         self.loader = loader
         self.num_replicas, self.rank = _world(num_replicas, rank)
-        if loader.batch_size < self.num_replicas:
+        batch_size = getattr(loader, "batch_size", None)
+        if batch_size is not None and batch_size < self.num_replicas:
             raise ValueError(
-                f"ShardedLoader: the global batch size {loader.batch_size} is smaller than the "
+                f"ShardedLoader: the global batch size {batch_size} is smaller than the "
                 f"{self.num_replicas} ranks; every rank needs at least one row (--batch-size >= ranks)"
             )
-        self.share = (0, 0)
-
-    @property
-    def skipped(self) -> int:
-        tail = len(self.loader.dataset) % self.loader.batch_size
-        return tail if (not self.loader.drop_last and 0 < tail < self.num_replicas) else 0
+        self.share, self.skipped = (0, 0), 0
 
     def __len__(self) -> int:
-        return len(self.loader) - (1 if self.skipped else 0)
+        return len(self.loader)
 
     def set_epoch(self, epoch: int) -> None:
         self.loader.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        epoch = self.loader.epoch
-        self.loader.epoch += 1
-        return self._batches(self.loader.order(epoch))
+        for batch in self.loader:
+            n = len(batch[0])
+            if n < self.num_replicas:
+                self.skipped += n
+                continue
+            rows = rows_of(self.rank, self.num_replicas, n)
+            self.share = (len(rows), n)
+            yield tuple(_take(item, rows) for item in batch)
 
-    def _batches(self, order: np.ndarray) -> Iterator[tuple[Any, ...]]:
-        size = self.loader.batch_size
-        for b in range(len(self)):
-            batch = order[b * size : (b + 1) * size]
-            mine = batch[rows_of(self.rank, self.num_replicas, len(batch))]
-            self.share = (len(mine), len(batch))
-            arrays = batch_arrays(self.loader.dataset, mine)
-            yield tuple(Tensor(to_device(a, self.loader.device)) for a in arrays)
+
+def _take(item: Any, rows: np.ndarray) -> Any:
+    if not isinstance(item, Tensor):
+        return item
+    xp = backend.get_array_module(item.data)
+    return Tensor(item.data[xp.asarray(rows)])
+
+
+def short_tail(loader: Any, num_replicas: int) -> int:
+    """Rows in the last batch of a DataLoader's epoch when they are fewer than the ranks (else 0)."""
+    dataset, batch_size = getattr(loader, "dataset", None), getattr(loader, "batch_size", None)
+    if dataset is None or batch_size is None or getattr(loader, "drop_last", False):
+        return 0
+    tail = len(dataset) % batch_size
+    return tail if 0 < tail < num_replicas else 0
 
 
 # Generator methods that draw per-sample numbers, and where their ``size`` argument sits.

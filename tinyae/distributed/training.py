@@ -114,13 +114,14 @@ class DataParallelRun:
     def shard(self, loader: Any) -> Any:
         if self.size == 1:
             return loader
-        from tinyae.distributed.sampler import ShardedLoader
+        from tinyae.distributed.sampler import ShardedLoader, short_tail
 
         sharded = ShardedLoader(loader, self.size, self.rank)
-        if sharded.skipped and self.skip_notice is None:
+        tail = short_tail(loader, self.size)
+        if tail and self.skip_notice is None:
             self.skip_notice = (
-                f"the last batch of every epoch has {sharded.skipped} image(s), fewer than the "
-                f"{self.size} ranks: it is skipped"
+                f"the last batch of every epoch has {tail} image(s), fewer than the {self.size} ranks: "
+                "it is skipped"
             )
             if self.is_writer:
                 print(f"warning: {self.skip_notice}", file=sys.stderr, flush=True)
@@ -224,15 +225,19 @@ def _threads_per_rank(group: ProcessGroup) -> None:
     set_num_threads(max(1, get_num_threads() // group.local_size))
 
 
-def _use_local_gpu(group: ProcessGroup, device: str) -> None:
-    """``--device cuda`` with several ranks on a machine: rank k there takes GPU k (mod the count)."""
-    if device != "cuda" or group.local_size == 1:
-        return
+def _local_gpu(group: ProcessGroup, device: str) -> str:
+    """With several ranks on a machine, local rank k takes GPU (K + k) mod count for ``cuda:K``."""
+    if not device.startswith("cuda") or group.local_size == 1:
+        return device
     from tinyae import backend
 
     cupy = backend.cupy_or_none()
-    if cupy is not None:
-        cupy.cuda.Device(group.local_rank % cupy.cuda.runtime.getDeviceCount()).use()
+    if cupy is None:
+        return device  # parse_device will say why there is no GPU
+    first = int(device.split(":")[1]) if ":" in device else 0
+    index = (first + group.local_rank) % cupy.cuda.runtime.getDeviceCount()
+    cupy.cuda.Device(index).use()  # NCCL and the streams work on the current device
+    return f"cuda:{index}"
 
 
 def for_training(config: dict[str, Any], quiet: bool = False) -> DataParallelRun:
@@ -243,7 +248,7 @@ def for_training(config: dict[str, Any], quiet: bool = False) -> DataParallelRun
     if group.size == 1:
         return DataParallelRun()
     _threads_per_rank(group)
-    _use_local_gpu(group, str(config.get("device", "cpu")))
+    config["device"] = _local_gpu(group, str(config.get("device", "cpu")))  # rank 0 keeps the one given
     run = DataParallelRun(group, sync_batchnorm=bool(config.get("sync_bn", False)))
     if run.is_writer and os.environ.get(RANK_TABLE):
         with open(os.environ[RANK_TABLE], "w", encoding="utf-8") as f:
