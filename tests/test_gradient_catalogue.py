@@ -19,16 +19,19 @@ import importlib
 import pkgutil
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import tinyae
 import tinyae.nn.functional as F
+from tinyae.distributed.sync_bn import _SyncBatchNormFunction
 from tinyae.tensor import Function, _topological_order
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "gradients.md"
 ABSTRACT = {"_Binary"}  # shared base classes, never instantiated
+ONE_RANK = SimpleNamespace(size=1)  # a process group of one, for SyncBatchNorm without MPI
 
 
 def all_functions() -> dict[str, type]:
@@ -121,6 +124,9 @@ CASES = {
                     lambda: [r(6, low=0.0) * 0.8 + 0.1, r(6, low=0.0)], {}),  # fmt: skip
     "BatchNormFunction": (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
                           lambda: [r(4, 3, 2, 2), r(3), r(3)], {}),  # fmt: skip
+    # SyncBatchNorm's Function on a group of one rank (tests/test_distributed.py runs 2 and 3)
+    "_SyncBatchNormFunction": (lambda x, w, b: _SyncBatchNormFunction(ONE_RANK, 1e-5, True, True)(x, w, b),
+                               lambda: [r(4, 3, 2, 2), r(3), r(3)], {}),  # fmt: skip
     "MaxPool2dFunction": (lambda x: F.max_pool2d(x, 2), lambda: [r(2, 2, 4, 4)], {}),
     "AvgPool2dFunction": (lambda x: F.avg_pool2d(x, 2), lambda: [r(2, 2, 4, 4)], {}),
     "_AvgPool2dAdjoint": (lambda x, c: grad1((F.avg_pool2d(x, 2) * c).sum(), x),
