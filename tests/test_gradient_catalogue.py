@@ -19,6 +19,7 @@ import importlib
 import pkgutil
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,10 +27,12 @@ import pytest
 import tinyae
 import tinyae.nn.functional as F
 from tinyae.autograd import Function, _topological_order
+from tinyae.distributed.sync_bn import _SyncBatchNormFunction
 from tinyae.nn.conv import conv2d_reference
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "gradients.md"
 ABSTRACT = {"_Binary"}  # shared base classes, never instantiated
+ONE_RANK = SimpleNamespace(size=1)  # a process group of one, for SyncBatchNorm without MPI
 
 
 def all_functions() -> dict[str, type]:
@@ -163,6 +166,9 @@ CASES = {
         lambda: [r(4, 3, 2, 2), r(3), r(3)],
         {},
     ),  # fmt: skip
+    # SyncBatchNorm's Function on a group of one rank (tests/test_distributed.py runs 2 and 3)
+    "_SyncBatchNormFunction": (lambda x, w, b: _SyncBatchNormFunction(ONE_RANK, 1e-5, True, True)(x, w, b),
+                               lambda: [r(4, 3, 2, 2), r(3), r(3)], {}),  # fmt: skip
     "MaxPool2dFunction": (lambda x: F.max_pool2d(x, 2), lambda: [r(2, 2, 4, 4)], {}),
     "AvgPool2dFunction": (lambda x: F.avg_pool2d(x, 2), lambda: [r(2, 2, 4, 4)], {}),
     "_AvgPool2dAdjoint": (
@@ -209,9 +215,13 @@ def test_gradient_of(name):
     assert tinyae.gradcheck(tinyae.enable_grad()(fn), inputs, **kwargs)
 
 
-@pytest.mark.parametrize(
-    "name", sorted(n for n, f in all_functions().items() if f.backward_arrays is not None)
+# SyncBatchNorm has only the array rule: its double backward is not supported (and says so).
+FAST_PATHS = sorted(
+    n for n, f in all_functions().items() if f.backward_arrays is not None and n != "_SyncBatchNormFunction"
 )
+
+
+@pytest.mark.parametrize("name", FAST_PATHS)
 def test_array_fast_path_equals_the_rule(name):
     """An op's optional ``backward_arrays`` (used when no graph of the gradient is recorded) gives
     what its Tensor rule ``backward`` gives (used with create_graph=True)."""

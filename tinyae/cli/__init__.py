@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     if extra:  # reported by the sub-command's parser, so the usage line shows that command's options
         args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --workers N` starts N copies of it
     command = _commands()[args.command]
     with terminate_as_interrupt(), _warnings_as_lines():
         try:

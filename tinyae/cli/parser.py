@@ -125,6 +125,12 @@ def _add_common_train_options(
                    help="use only the first N training images")  # fmt: skip
     g.add_argument("--limit-test", type=_positive_int, default=None, metavar="N",
                    help="use only the first N test images")  # fmt: skip
+    # Data-parallel training (tinyae.distributed); `mpiexec -n N tinyae train ...` needs neither option.
+    g.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="train data-parallel on N local processes, each taking 1/N of every batch "
+                   "(started with mpiexec; needs pip install 'tinyae[mpi]'; default 1)")  # fmt: skip
+    g.add_argument("--sync-bn", action="store_true", default=None,
+                   help="data-parallel: BatchNorm statistics of the whole batch, not per rank")  # fmt: skip
     g.add_argument(
         "--skip-nonfinite",
         action="store_true",

@@ -20,6 +20,13 @@ from tinyae.cli.errors import EXIT_DIVERGED, EXIT_FAILURE, EXIT_OK, CLIError, in
 __all__ = ["check_device", "run_train"]
 
 
+def launched_rank() -> int:
+    """This process's rank when started by mpiexec (0 otherwise): only rank 0 talks and checks --out."""
+    from tinyae.distributed.group import launched_rank as rank
+
+    return rank()
+
+
 def check_device(parser: argparse.ArgumentParser, device: str) -> str:
     """The canonical device name, or a usage error naming the option."""
     from tinyae.backend import parse_device
@@ -87,7 +94,7 @@ def _new_run_dir(args: argparse.Namespace, name: str) -> str:
     run_dir = args.out or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         args.parser.error(f"--out {run_dir} is an existing file; give a directory")
-    if os.path.isfile(os.path.join(run_dir, CHECKPOINT)):
+    if os.path.isfile(os.path.join(run_dir, CHECKPOINT)) and launched_rank() == 0:  # rank 0 may have begun
         args.parser.error(
             f"--out {run_dir} already holds a run; continue it with --resume or choose another --out"
         )
@@ -119,7 +126,12 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         run_dir = _new_run_dir(args, cls.name)
 
-    say = (lambda *a: None) if args.quiet else print
+    from tinyae.distributed.training import cli_workers  # data-parallel runs: see tinyae.distributed
+
+    status = cli_workers(args, run_dir)
+    if status is not None:
+        return status  # --workers N: the N ranks ran (and printed) in processes of their own
+    say = (lambda *a: None) if args.quiet or launched_rank() != 0 else print
     say(f"training {cls.name} -> {run_dir}" + (" (resumed)" if resume else ""))
     again = f"tinyae train {cls.name} --resume {run_dir}"
     try:

@@ -43,6 +43,7 @@ class Encoder838Recipe(Recipe):
     )
     uses_images = False
     defaults = {"epochs": 500, "batch_size": 8, "lr": 0.5}
+    loss_reduction = "sum"
     pictures_made = ("loss.png", "codes838.png")
 
     @classmethod

@@ -23,6 +23,11 @@ float arithmetic is deterministic). A second signal stops at once
 last checkpoint. A loss that becomes NaN or Inf raises
 :class:`~tinyae.train.stopping.TrainingDiverged` unless ``config["skip_nonfinite"]``
 (see :mod:`tinyae.train.stopping`).
+
+Under ``mpiexec -n N`` the same loop runs on every rank, data-parallel: ``run`` (from
+:func:`tinyae.distributed.training.for_training`; a do-nothing object in a single
+process) splits every batch over the ranks, averages the gradients, and lets only rank 0
+evaluate, print and write (the run directory, its history, checkpoint and metrics).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import tinyae
+from tinyae.distributed.training import for_training
 from tinyae.train import pictures as pics
 from tinyae.train.checkpoint import (
     CHECKPOINT,
@@ -71,6 +77,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "limit_train": None,
     "limit_test": None,
     "skip_nonfinite": False,
+    "sync_bn": False,  # data-parallel runs: BatchNorm statistics over all ranks (tinyae.distributed)
 }
 
 #: options a resumed run takes from the new config; all others come from the checkpoint
@@ -166,32 +173,48 @@ def train(
     :class:`~tinyae.train.rundir.RunDirError` (an OSError) when ``out_dir`` cannot be
     written, and :class:`~tinyae.train.stopping.TrainingDiverged` on a NaN/Inf loss.
     """
-    ckpt = read_checkpoint(out_dir, config["model"]) if resume else None
-    if ckpt is not None:
-        config = {**ckpt["config"], **{k: config[k] for k in RESUMABLE if k in config}}
-    with RunDirectory(out_dir):  # before the data is loaded: an unwritable --out fails at once
-        log = HistoryLog(out_dir)
-        try:
-            return _train(
-                config, out_dir, ckpt, log, Progress(quiet=quiet, stream=stream), data, data_root, stop
-            )
-        finally:
-            log.close()
+    run = for_training(config, quiet)
+    with run.guard():
+        ckpt = run.from_writer(lambda: read_checkpoint(out_dir, config["model"])) if resume else None
+        if ckpt is not None:
+            config = {**ckpt["config"], **{k: config[k] for k in RESUMABLE if k in config}}
+        # Only the writer owns the directory; before the data is loaded, so an unwritable --out fails at once.
+        with RunDirectory(out_dir) if run.is_writer else contextlib.nullcontext():
+            log = HistoryLog(out_dir) if run.is_writer else _NoLog()
+            try:
+                progress = Progress(quiet=quiet or not run.is_writer, stream=stream)
+                return _train(run, config, out_dir, ckpt, log, progress, data, data_root, stop)
+            finally:
+                log.close()
+
+
+class _NoLog:
+    """What the ranks other than the writer have for a history log: nothing to write."""
+
+    def start(self, records: list[dict[str, Any]]) -> None: ...
+
+    def append(self, record: dict[str, Any]) -> None: ...
+
+    def sync(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _train(
+    run: Any,
     config: dict[str, Any],
     out_dir: str,
     ckpt: dict[str, Any] | None,
-    log: HistoryLog,
+    log: HistoryLog | _NoLog,
     progress: Progress,
     data: ImageData | None,
     data_root: str | None,
     stop: Callable[[int, int], bool] | None,
 ) -> RunResult:
     dataset_used = ckpt.get("dataset") if ckpt is not None else None  # `auto` resolved once, never switched
-    cls, data = _prepare(config, data, data_root, dataset_used if dataset_used != "none" else None)
-    if data is not None and data.notice:
+    dataset = dataset_used if dataset_used != "none" else None
+    cls, data = run.writer_first(lambda: _prepare(config, data, data_root, dataset))  # rank 0 may download
+    if data is not None and data.notice and run.is_writer:
         print(data.notice, file=sys.stderr, flush=True)  # even with --quiet: the data is not what was asked
 
     recipe = cls(config, data, config["device"])
@@ -205,10 +228,14 @@ def _train(
         restore_generator(ckpt["rng"])
         start_epoch, start_batch = int(ckpt["epoch"]), int(ckpt["batch"])
         partial = {**partial, **ckpt["partial"]}
-        history = list(ckpt["history"]) if "history" in ckpt else log.read(int(ckpt["history_len"]), out_dir)
+        if "history" in ckpt:
+            history = list(ckpt["history"])
+        else:
+            history = run.from_writer(lambda: log.read(int(ckpt["history_len"]), out_dir))
         steps = int(ckpt.get("steps", 0))
     log.start(history)
-    recipe.before_training()
+    run.attach(recipe)
+    run.before_training(recipe)
 
     metrics: dict[str, Any] = {
         "model": cls.name,
@@ -217,13 +244,15 @@ def _train(
         "epochs": history,
         "final": None,
     }
-    writer = MetricsWriter(out_dir)
+    writer = MetricsWriter(out_dir) if run.is_writer else None
     epochs = int(config["epochs"])
     skip_nonfinite = bool(config.get("skip_nonfinite"))
     saved = (start_epoch, start_batch)  # where the checkpoint on disk stands
 
     def save(epoch: int, batch: int) -> None:
         nonlocal saved
+        if not run.is_writer:
+            return
         log.sync()  # the records the checkpoint counts are on disk before it is
         write_checkpoint(
             out_dir,
@@ -242,8 +271,12 @@ def _train(
         )
         saved = (epoch, batch)
 
+    def write_metrics(force: bool = False) -> None:
+        if writer is not None:
+            writer.write(metrics, force=force)
+
     def interrupted(epoch: int, batch: int) -> RunResult:
-        writer.write(metrics, force=True)
+        write_metrics(force=True)
         return RunResult("interrupted", out_dir, metrics, epoch=epoch, batch=batch, recipe=recipe,
                          signal=request.signum)  # fmt: skip
 
@@ -253,9 +286,9 @@ def _train(
     with catch_stop_signals(request), guard:
         if ckpt is None:
             save(0, 0)  # a resumable (and evaluable) run directory from the start
-            writer.write(metrics, force=True)
+            write_metrics(force=True)
         for epoch in range(start_epoch, epochs):
-            loader = recipe.train_loader(epoch)
+            loader = run.shard(recipe.train_loader(epoch))
             loader.set_epoch(epoch)
             skip = start_batch if epoch == start_epoch else 0
             if skip == 0:
@@ -267,25 +300,30 @@ def _train(
                     continue  # done before the interruption; the order is the same, so skipping is exact
                 refused.clear()
                 steps += 1
-                loss, failure = _step(recipe, batch, epoch)
+                with run.step(loader):
+                    loss, failure = _step(recipe, batch, epoch)
+                stopping = request.requested or (stop is not None and stop(epoch, b + 1))
+                loss, n, stopping = run.reduce_step(loss, len(batch[0]), stopping)  # over all ranks
                 if math.isfinite(loss) and not refused:
-                    partial["loss_sum"] += loss * len(batch[0])
-                    partial["count"] += len(batch[0])
+                    partial["loss_sum"] += loss * n
+                    partial["count"] += n
                     progress.update(loss)
                 elif skip_nonfinite and failure is None and weights_finite(recipe.modules()):
                     partial["skipped"] += 1
                     progress.update(None)
                 else:
                     progress.close()
-                    writer.write(metrics, force=True)
-                    raise TrainingDiverged(loss, steps, epoch, b + 1, *saved, cause=failure)
-                if request.requested or (stop is not None and stop(epoch, b + 1)):
+                    write_metrics(force=True)
+                    diverged = TrainingDiverged(loss, steps, epoch, b + 1, *saved, cause=failure)
+                    diverged._tinyae_all_ranks = True  # the reduced loss is the same on every rank
+                    raise diverged
+                if stopping:
                     partial["seconds"] += time.perf_counter() - t0
                     progress.close()
                     save(epoch, b + 1)
                     return interrupted(epoch, b + 1)
             recipe.end_epoch(epoch)
-            evaluation = dict(recipe.evaluate(epoch))
+            evaluation = run.from_writer(lambda e=epoch: dict(recipe.evaluate(e)))
             record = {
                 "epoch": epoch + 1,
                 "train_loss": partial["loss_sum"] / partial["count"] if partial["count"] else math.nan,
@@ -299,8 +337,8 @@ def _train(
             log.append(record)
             partial = _fresh_partial()
             save(epoch + 1, 0)
-            writer.write(metrics)
-            recipe.epoch_pictures(out_dir, epoch)
+            write_metrics()
+            run.from_writer(lambda e=epoch: recipe.epoch_pictures(out_dir, e))
             # At most ~50 summary lines per run: every epoch of a short run, every k-th of a long one.
             every = max(1, epochs // 50)
             progress.end(_summary(record, epochs), show=(epoch + 1) % every == 0 or epoch + 1 == epochs)
@@ -310,18 +348,23 @@ def _train(
                     f"skipped {record['skipped_batches']} batch(es) whose loss or gradients were NaN/Inf"
                 )
                 warning = f"{warning}; {skipped}" if warning else skipped
-            if warning:
+            if warning and run.is_writer:
                 print(f"warning: epoch {epoch + 1}: {warning}", file=sys.stderr, flush=True)
-            if request.requested:
+            if run.any(request.requested):
                 return interrupted(epoch + 1, 0)
 
-    metrics["final"] = recipe.final_metrics()
-    writer.write(metrics, force=True)
+    metrics["final"] = run.from_writer(recipe.final_metrics)
+    write_metrics(force=True)
+    written = run.from_writer(lambda: _pictures(out_dir, history, cls.name, recipe))
+    return RunResult("finished", out_dir, metrics, pictures=written, epoch=epochs, recipe=recipe)
+
+
+def _pictures(out_dir: str, history: list[dict[str, Any]], name: str, recipe: Any) -> list[str]:
+    """The loss curves and the recipe's pictures; their file names."""
     written = []
     if history:
-        written.append(pics.loss_curves(out_dir, history, title=f"{cls.name} on {recipe.dataset_name()}"))
-    written += recipe.pictures(out_dir, history)
-    return RunResult("finished", out_dir, metrics, pictures=written, epoch=epochs, recipe=recipe)
+        written.append(pics.loss_curves(out_dir, history, title=f"{name} on {recipe.dataset_name()}"))
+    return written + recipe.pictures(out_dir, history)
 
 
 def load_run(

@@ -69,6 +69,7 @@ class Recipe:
     ``defaults``     defaults of the common options: ``epochs``, ``batch_size``, ``lr``
                      (None: filled in by :meth:`resolve_config`, described in ``default_notes``)
     ``pictures_made`` names of the PNG files :meth:`pictures` writes (for help and tests)
+    ``loss_reduction`` "mean" (default) or "sum": how the differentiated loss combines the batch
     """
 
     name: ClassVar[str] = ""  # set from the registry
@@ -78,6 +79,9 @@ class Recipe:
     defaults: ClassVar[dict[str, Any]] = {"epochs": 10, "batch_size": 128, "lr": 1e-3}
     default_notes: ClassVar[dict[str, str]] = {}  # help text for defaults left None (resolve_config)
     pictures_made: ClassVar[tuple[str, ...]] = ()
+    #: how the loss that train_step differentiates combines the batch: "mean" or "sum" over
+    #: images. Data-parallel runs average the ranks' gradients for "mean", add them for "sum".
+    loss_reduction: ClassVar[str] = "mean"
 
     # ------------------------------------------------------------ the CLI side
     @classmethod

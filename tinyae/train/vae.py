@@ -58,6 +58,7 @@ class VAERecipe(GenerativeRecipe):
         "log-likelihood, and sample scores; --latent 2 adds the picture of the learned 2-D manifold."
     )
     defaults = {"epochs": 10, "batch_size": 128, "lr": 1e-3}
+    loss_reduction = "sum"  # the negative ELBO summed over the batch (PyTorch's example)
     pictures_made = ("loss.png", "reconstructions.png", "samples.png", "interpolation.png", "codes.png")
 
     @classmethod
