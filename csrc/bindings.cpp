@@ -180,9 +180,9 @@ py::array checked_out(const char* op, const py::object& out, const int64_t (&sha
 
 template <typename T>
 py::array im2col_typed(const py::array& x, Geometry g, const py::object& out, int threads) {
-    auto xc = contiguous<T>("im2col", "x", x);
     const int64_t dims[6] = {g.c, g.kh, g.kw, g.n, g.oh, g.ow};
-    tinyae::checked_numel("im2col", dims, sizeof(T));
+    tinyae::checked_numel("im2col", dims, sizeof(T));  // before x is copied: a refusal costs nothing
+    auto xc = contiguous<T>("im2col", "x", x);
     py::array col;
     if (out.is_none()) {
         col = py::array_t<T>({g.c, g.kh, g.kw, g.n, g.oh, g.ow});

@@ -89,7 +89,7 @@ def test_out_buffers_that_overlap_or_mismatch_are_refused(data: st.DataObject, g
         with pytest.raises(ValueError, match="overlaps"):
             fn(x_in, geometry, out=out)
     wrong = data.draw(st.sampled_from(["shape", "dtype", "readonly"]))
-    bad = np.empty(shape[:-1] + (ow + 1,), np.float32) if wrong == "shape" else np.empty(shape, np.float32)
+    bad = np.zeros(shape[:-1] + (ow + 1,), np.float32) if wrong == "shape" else np.zeros(shape, np.float32)
     if wrong == "dtype":
         bad = bad.astype(np.float64)
     if wrong == "readonly":
@@ -102,12 +102,14 @@ def test_out_buffers_that_overlap_or_mismatch_are_refused(data: st.DataObject, g
 @FUZZ
 @given(
     pad=st.integers(2**20, 2**30),
-    n=st.integers(1, 2**20),
-    c=st.integers(1, 2**20),
+    n=st.sampled_from([1, 7, 64, 2**20]),
+    c=st.sampled_from([1, 3, 64, 2**20]),
 )
 def test_huge_sizes_are_refused_not_crashed(pad: int, n: int, c: int) -> None:
-    """Shapes whose column buffer cannot exist: a broadcast (zero-stride) x of a huge logical size,
-    or a huge padding; the extension must raise, never write past a buffer."""
+    """Shapes whose column buffer cannot exist: a huge padding, over a broadcast (zero-stride) x
+    of a small or a huge logical size; the extension must raise, never write past a buffer.
+    (The sizes of x are picked, not drawn: copying a broadcast x of, say, 2^30 elements is
+    legitimate work, and would fill the test machine's memory.)"""
     x = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape=(n, c, 64, 64), strides=(0, 0, 0, 0))
     with pytest.raises((ValueError, MemoryError)):
         _C.im2col(x, Geometry(kernel=3, padding=pad))
