@@ -46,7 +46,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+# isort: off
+if __name__ == "__main__" and '"engine": "tinyae"' in " ".join(sys.argv[1:]):
+    # A tinyae child imports tinyae first, as a training script or `tinyae train` does: tinyae
+    # sets NumPy's BLAS up at import, before NumPy loads it (tinyae._blas_spin).
+    import tinyae  # noqa: F401
+import numpy as np  # noqa: E402
+# isort: on
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -342,3 +342,39 @@ def test_chunk_count_is_a_multiple_of_the_threads(monkeypatch, restore_num_threa
     tinyae.set_num_threads(2)
     monkeypatch.setattr(conv_gemm, "MIN_PARALLEL_BYTES", 10**9)
     assert len(conv_gemm.chunks(16, 100, like)) == 2  # too small to split: as on one thread
+
+
+# ---------------------------------------------------------------------- BLAS's idle spin
+@pytest.mark.parametrize(
+    "code, env, expected",
+    [
+        ("import tinyae", {}, ["True", "20"]),  # tinyae first: it sets the short spin
+        ("import numpy, tinyae", {}, ["False", "None"]),  # NumPy first: too late, left alone
+        ("import tinyae", {"OPENBLAS_THREAD_TIMEOUT": "28"}, ["False", "28"]),  # a value set is kept
+        ("import numpy, tinyae", {"OPENBLAS_THREAD_TIMEOUT": "8"}, ["True", "8"]),
+    ],
+)
+def test_blas_spin_is_set_only_while_it_can_take_effect(code, env, expected):
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    probe = f"{code}; import os; print(tinyae._blas_spin.BRIEF, os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+    out = subprocess.run([sys.executable, "-c", probe], env={**clean, **env}, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == expected
+
+
+@pytest.mark.parametrize("shape_a, shape_b", [((128, 784), (784, 400)), ((3, 5), (5, 2)), ((70, 1), (1, 90))])
+def test_products_on_blas_threads_when_they_spin_briefly(shape_a, shape_b, monkeypatch, restore_num_threads):
+    """With a brief spin, products go to BLAS's own T threads; the BLAS setting is restored."""
+    from tinyae import _blas_spin
+
+    monkeypatch.setattr(_blas_spin, "BRIEF", True)
+    tinyae.set_num_threads(2)
+    before = [lib.num_threads for lib in parallel._blas.libs()]
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal(shape_a).astype(np.float32), rng.standard_normal(shape_b).astype(np.float32)
+    np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-5, atol=1e-5)
+    assert [lib.num_threads for lib in parallel._blas.libs()] == before

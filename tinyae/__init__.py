@@ -22,8 +22,14 @@ One process-wide effect of ``import tinyae``: on glibc (Linux) it raises two ``m
 thresholds so that memory freed by one training step is reused by the next instead of being
 returned to the OS and faulted back in (:mod:`tinyae.memory`). The process then keeps its peak
 footprint until ``tinyae.memory.release()``. To leave the C library's settings alone, set
-``TINYAE_KEEP_FREED_MEMORY=0`` before importing tinyae.
+``TINYAE_KEEP_FREED_MEMORY=0`` before importing tinyae. And when tinyae is imported before
+NumPy, it sets ``OPENBLAS_THREAD_TIMEOUT=20`` (unless set) so that BLAS's idle threads stop
+spinning within a millisecond instead of 0.1 s (:mod:`tinyae._blas_spin`).
 """
+
+# isort: off
+from tinyae import _blas_spin  # noqa: F401 - before NumPy loads OpenBLAS: the order matters
+# isort: on
 
 import numpy as _np
 

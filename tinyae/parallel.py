@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from tinyae import _blas_spin
+
 __all__ = ["get_num_threads", "set_num_threads", "parallel_for", "in_parallel_region", "split", "matmul"]
 
 
@@ -97,11 +99,15 @@ class _Blas:
 
     def limit_to_one(self) -> list[tuple[Any, int]]:
         """Set every BLAS to one thread; return what to restore."""
+        return self.limit_to(1)
+
+    def limit_to(self, threads: int) -> list[tuple[Any, int]]:
+        """Set every BLAS to ``threads`` threads; return what to restore."""
         saved = []
         for lib in self.libs():
             n = lib.num_threads
-            if n != 1:
-                lib.set_num_threads(1)
+            if n != threads:
+                lib.set_num_threads(threads)
                 saved.append((lib, n))
         return saved
 
@@ -276,12 +282,14 @@ _MIN_SPLIT_MACS = 2**25
 
 
 def matmul(a: Any, b: Any) -> Any:
-    """``a @ b`` for NumPy arrays (any shapes NumPy accepts), split over T threads when big.
+    """``a @ b`` for NumPy arrays (any shapes NumPy accepts), on T threads.
 
-    An outer product ((M, 1) @ (1, N)) is a broadcast multiply. A big 2-D product of one dtype is
-    split over T threads (:func:`parallel_for`): the rows of the result (M, N) when M >= N, else
-    its columns, each part one single-threaded BLAS call writing its slice of the result. Smaller
-    products are plain ``a @ b``.
+    An outer product ((M, 1) @ (1, N)) is a broadcast multiply. Otherwise, where BLAS's idle
+    threads spin only briefly (:mod:`tinyae._blas_spin`), BLAS runs the product on T threads of
+    its own. Where they would spin for 0.1 s after it, holding the cores that tinyae's next loop
+    needs, a big 2-D product of one dtype is split over T threads (:func:`parallel_for`)
+    instead: the rows of the result (M, N) when M >= N, else its columns, each part one
+    single-threaded BLAS call writing its slice; smaller products are plain ``a @ b``.
     """
     if a.ndim == 2 and b.ndim == 2 and a.shape[1] == 1 and b.shape[0] == 1:
         # An outer product (K = 1), e.g. the input gradient of a Linear layer with one output: a
@@ -290,6 +298,13 @@ def matmul(a: Any, b: Any) -> Any:
     threads = get_num_threads()
     if threads == 1 or in_parallel_region() or not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray):
         return a @ b  # (CuPy arrays too: a GPU product is parallel already)
+    if _blas_spin.BRIEF:
+        # BLAS's own threads (T of them) split a product best; they do not spin long after it.
+        saved = _blas.limit_to(threads)
+        try:
+            return a @ b
+        finally:
+            _blas.restore(saved)
     m, n = a.shape[0], b.shape[-1]
     if a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and m * n * a.shape[1] >= _MIN_SPLIT_MACS:
         out = np.empty((m, n), dtype=a.dtype)
