@@ -491,8 +491,16 @@ def test_no_graph_is_recorded_without_requires_grad_or_under_no_grad():
 
 # ------------------------------------------------------------------------------- devices
 def test_device_mismatch_names_both_devices(monkeypatch):
-    """Pretend one array lives on a GPU: the check itself (Function.__call__) runs for real."""
+    """Pretend one array lives on a GPU: the check itself (Function.__call__) runs for real.
+
+    (b's array is an ndarray subclass, as a GPU array is not a plain ndarray: the all-CPU
+    shortcut of the check does not apply to it.)"""
+
+    class FakeDeviceArray(np.ndarray):
+        pass
+
     a, b = ta.tensor([[1.0, 2.0]]), ta.tensor([[3.0, 4.0]])
+    b.data = b.data.view(FakeDeviceArray)
     real = backend.device_of
     monkeypatch.setattr(backend, "device_of", lambda arr: "cuda:0" if arr is b.data else real(arr))
     assert b.device == "cuda:0" and a.device == "cpu"

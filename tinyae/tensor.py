@@ -305,13 +305,15 @@ def as_tensor(x: Any, like: Tensor | None = None, op: str = "as_tensor") -> Tens
 
 
 def _as_tensors(inputs: Sequence[Any], op: str = "as_tensor") -> tuple[Tensor, ...]:
+    if all(isinstance(x, Tensor) for x in inputs):
+        return tuple(inputs)  # the common case, every op's call: nothing to wrap
     like = next((x for x in inputs if isinstance(x, Tensor)), None)
     return tuple(as_tensor(x, like, op) for x in inputs)
 
 
 def _check_same_device(op: str, xs: Sequence[Tensor]) -> None:
-    if len(xs) < 2:
-        return
+    if len(xs) < 2 or all(type(x.data) is np.ndarray for x in xs):
+        return  # all on the CPU (the common case: no device lookup per op)
     first = xs[0].device
     for x in xs[1:]:
         if x.device != first:

@@ -36,7 +36,8 @@ class _Binary(Function):
 
 def _binary(cls: type, op: str, a: Any, b: Any) -> Tensor:
     a, b = _as_tensors((a, b), op)
-    broadcast_shape(op, a.shape, b.shape)
+    if a.shape != b.shape:  # equal shapes always broadcast
+        broadcast_shape(op, a.shape, b.shape)
     return cls()(a, b)
 
 
