@@ -43,9 +43,6 @@ def is_anomaly_enabled() -> bool:
     return _mode.enabled
 
 
-anomaly_enabled = is_anomaly_enabled
-
-
 @contextlib.contextmanager
 def backward_rule() -> Any:
     """While a backward rule runs, its own ops are not checked one by one: the rule's result is,

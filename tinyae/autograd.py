@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from tinyae import backend
-from tinyae.anomaly import anomaly_enabled, backward_rule, check_backward, check_forward, creation_site
+from tinyae.anomaly import backward_rule, check_backward, check_forward, creation_site, is_anomaly_enabled
 from tinyae.tensor import (
     Tensor,
     _as_tensors,
@@ -75,14 +75,14 @@ class Function:
         record = _grad_mode.enabled and any(x.requires_grad for x in xs)
         self.needs_input_grad = tuple(x.requires_grad for x in xs) if record else (False,) * len(xs)
         self._recording = record
-        if anomaly_enabled():
+        if is_anomaly_enabled():
             with np.errstate(all="ignore"):  # a NaN or Inf is reported by check_forward instead
                 ys = self.forward(*[x.data for x in xs])
         else:
             ys = self.forward(*[x.data for x in xs])
         multi = isinstance(ys, tuple)
         outputs = tuple(Tensor(y) for y in (ys if multi else (ys,)))
-        if anomaly_enabled():
+        if is_anomaly_enabled():
             self._site = creation_site()
             check_forward(self, xs, outputs)
         if record:
@@ -334,7 +334,7 @@ def _backward_one(f: Function, gys: list, grads: dict, wanted: dict | None, leaf
     if any(g is None for g in gys):  # outputs that got no gradient count as zero
         xp = backend.get_array_module(next(g for g in gys if g is not None).data)
         gys = [g if g is not None else Tensor(xp.zeros(s, dtype=d)) for g, (s, d) in zip(gys, f._out_meta)]
-    if anomaly_enabled():
+    if is_anomaly_enabled():
         with backward_rule():
             gxs = _apply_rule(f, gys)
         check_backward(f, gys, gxs)

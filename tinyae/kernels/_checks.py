@@ -49,11 +49,6 @@ def check_im2col(x: Any, geometry: Geometry, op: str = "im2col") -> tuple[int, i
     return oh, ow
 
 
-def check_output_size(op: str, output_size: Any) -> tuple[int, int]:
-    """An image size (H, W): a positive int or a pair of them."""
-    return pair_arg(op, "output_size", output_size, 1)
-
-
 def _check_operands(op: str, x: Any, name: str, other: Any, geometry: Geometry) -> None:
     """x and a second operand (weight or gy): both 4-D arrays of one supported float dtype."""
     check_array(op, "x", x, 4)
@@ -112,7 +107,7 @@ def check_conv_transpose2d_direct(
             f"groups={groups}, for x of shape {tuple(x.shape)}; got {tuple(weight.shape)}"
         )
     _check_bias(op, bias, x, cog * groups)
-    out_h, out_w = check_output_size(op, output_size)
+    out_h, out_w = pair_arg(op, "output_size", output_size, 1)
     if geometry.out_size(out_h, out_w) != tuple(x.shape[2:]):
         raise ValueError(
             f"{op}: argument 'x' has (H, W) = {tuple(x.shape[2:])} but the output size ({out_h}, {out_w}) "
@@ -142,7 +137,7 @@ def check_col2im(col: Any, output_size: Any, geometry: Geometry) -> tuple[int, i
     op = "col2im"
     check_array(op, "col", col, 6)
     check_geometry(op, geometry)
-    h, w = check_output_size(op, output_size)
+    h, w = pair_arg(op, "output_size", output_size, 1)
     oh, ow = geometry.out_size(h, w)
     if oh < 1 or ow < 1 or tuple(col.shape[1:3]) != geometry.kernel or tuple(col.shape[4:]) != (oh, ow):
         raise ValueError(

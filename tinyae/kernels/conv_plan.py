@@ -89,7 +89,7 @@ def use_direct_weight_grad(img: Any, gout: Any, geom: Geometry) -> bool:
     return kernels.conv2d_weight_grad_direct_runs_cpp(img, gout, geom)
 
 
-def keep_columns(x: Any, geom: Geometry) -> bool:
+def columns_worth_keeping(x: Any, geom: Geometry) -> bool:
     """Whether a conv forward keeps its column buffer for the weight gradient."""
     n, c, h, wd = x.shape
     oh, ow = geom.out_size(h, wd)
@@ -146,10 +146,10 @@ def _crop(a: Any, hw: tuple[int, int]) -> Any:
 # ------------------------------------------------------------------ one op each
 def conv2d(x: Any, w: Any, b: Any, geom: Geometry, keep_columns: bool = False) -> tuple[Any, Any]:
     """y = conv2d(x, W) + b -> (y, col): ``col`` the column buffer, kept when asked and small
-    (:func:`keep_columns`), for :func:`conv2d_weight_grad`; else None."""
+    (:func:`columns_worth_keeping`), for :func:`conv2d_weight_grad`; else None."""
     c_out, cg, kh, kw = w.shape
     cog, kg = c_out // geom.groups, cg * kh * kw
-    keep = keep_columns and globals()["keep_columns"](x, geom)
+    keep = keep_columns and columns_worth_keeping(x, geom)
     if not keep and use_direct(x, geom, cog, kg):
         return kernels.conv2d_direct(x, w, b, geom), None
     return conv_gemm.conv2d(x, w, b, geom, keep_columns=keep)
@@ -235,8 +235,8 @@ def conv_transpose2d_backward(
         acc = None
         if need_w and not both_direct:
             acc = conv_gemm.WeightGradSum(gy.shape, x, geom, None)
-        if acc is None and direct_x:
-            y = kernels.conv2d_direct(gy, w, None, geom)
+        if acc is None:
+            y, _ = conv2d(gy, w, None, geom)  # the planner's choice, direct where it pays
         else:
             y, _ = conv_gemm.conv2d(gy, w, None, geom, weight_grad=acc)
         gx = _crop(y, x_hw)
