@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from geometry_helpers import G
 
 import tinyae as ta
 from tinyae import backend
@@ -267,10 +268,6 @@ def test_cuda_classifier_step_copies_only_the_loss(transfers: TransferCounter) -
 # ================================================================================= kernels
 #: (N, C, H, W, KH, KW) crossed with strides, paddings and dilations below.
 KERNEL_SHAPES = [(1, 1, 5, 5, 1, 1), (2, 3, 7, 9, 3, 2), (3, 2, 8, 6, 3, 3), (2, 4, 12, 11, 4, 4)]
-def _geometry(kh, kw, sh, sw, ph, pw, dh, dw):
-    return ta.kernels.Geometry((kh, kw), (sh, sw), (ph, pw), (dh, dw))
-
-
 #: col2im sums up to KH*KW terms in its own order: float64 to 1e-12, float32 to 1e-5 (relative).
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 
@@ -291,14 +288,14 @@ def _assert_kernels_match(cp: Any, dtype: Any) -> int:
     checked = 0
     for shape, args in _geometries():
         x = rng.standard_normal(shape).astype(dtype)
-        col = ta.kernels.im2col(cp.asarray(x), _geometry(*args))
+        col = ta.kernels.im2col(cp.asarray(x), G(*args))
         assert col.dtype == dtype and backend.is_cupy_array(col)
         np.testing.assert_array_equal(
-            cp.asnumpy(col), twin.im2col(x, _geometry(*args)), err_msg=f"im2col {shape} {args}"
+            cp.asnumpy(col), twin.im2col(x, G(*args)), err_msg=f"im2col {shape} {args}"
         )
         c = rng.standard_normal(col.shape).astype(dtype)
-        got = cp.asnumpy(ta.kernels.col2im(cp.asarray(c), shape[2:], _geometry(*args)))
-        ref = twin.col2im(c, shape[2:], _geometry(*args))
+        got = cp.asnumpy(ta.kernels.col2im(cp.asarray(c), shape[2:], G(*args)))
+        ref = twin.col2im(c, shape[2:], G(*args))
         np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.abs(ref).max(), err_msg=f"col2im {args}")
         checked += 1
     return checked

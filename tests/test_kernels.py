@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from geometry_helpers import G
 
 import tinyae
 import tinyae.kernels as K
@@ -32,11 +33,6 @@ else:
     _C_REASON = ""
 
 needs_cpp = pytest.mark.skipif(_C is None, reason=_C_REASON)
-
-
-def G(kh, kw, sh, sw, ph, pw, dh, dw, groups=1):
-    """The Geometry of the loose (KH, KW, SH, SW, PH, PW, DH, DW) that the cases below list."""
-    return Geometry((kh, kw), (sh, sw), (ph, pw), (dh, dw), groups)
 
 
 DTYPES = [np.float32, np.float64]

@@ -14,6 +14,7 @@ import itertools
 
 import numpy as np
 import pytest
+from geometry_helpers import G
 
 import tinyae
 import tinyae.kernels as K
@@ -37,11 +38,6 @@ needs_direct_chosen = pytest.mark.skipif(
     not cpp.DIRECT_CONV or K.get_kernels() != "cpp",
     reason=_C_REASON or "the C++ kernels are not chosen, or this CPU has no AVX-512F",
 )
-
-
-def G(kh, kw, sh, sw, ph, pw, dh, dw, groups=1):
-    """The Geometry of loose (KH, KW, SH, SW, PH, PW, DH, DW[, groups]), as the cases list them."""
-    return K.Geometry((kh, kw), (sh, sw), (ph, pw), (dh, dw), groups)
 
 
 def geo(w, sh, sw, ph, pw, dh, dw, groups=1):
