@@ -190,6 +190,13 @@ def test_resume_reproduces_the_uninterrupted_metrics(tmp_path, stop_at):
     assert without_seconds(read_metrics(run)) == without_seconds(full.metrics)
 
 
+def test_denoise_defaults_to_bce_on_a_cosine_schedule(tmp_path):
+    result = train(_config(epochs=3, lr=4e-3), str(tmp_path / "r"), quiet=True)
+    assert result.metrics["config"]["loss"] == "bce"
+    # the learning rate of the last epoch (t = 2 of 3): 4e-3 (1 + cos(2 pi / 3)) / 2 = 1e-3
+    assert result.recipe.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
 def test_checkpoint_holds_the_generator_state_as_plain_numbers(tmp_path):
     train(_config(epochs=1), str(tmp_path / "r"), quiet=True)
     rng = load(tmp_path / "r" / CHECKPOINT)["rng"]

@@ -191,6 +191,24 @@ def test_denoising_autoencoder_shapes():
     assert model(x).shape == (3, 1, 28, 28)
 
 
+@pytest.mark.parametrize("bottom", [0, 1, 2])
+def test_denoising_autoencoder_layers(bottom):
+    model = DenoisingAutoencoder((8, 16), bottom=bottom)
+    convs = [m for m in model.encoder if isinstance(m, nn.Conv2d)]
+    assert [c.stride for c in convs] == [(2, 2)] * 2 + [(1, 1)] * bottom
+    kinds = [type(m).__name__ for m in model.decoder]
+    assert kinds == ["ConvTranspose2d", "ReLU", "Conv2d", "ReLU", "ConvTranspose2d", "Sigmoid"]
+    x = Tensor(np.zeros((2, 1, 28, 28), np.float32))
+    assert model.encode(x).shape == (2, *model.code_shape) == (2, 16, 7, 7)
+    assert model(x).shape == (2, 1, 28, 28)
+
+
+@pytest.mark.parametrize("channels,bottom", [((), 2), ((8, 0), 2), ((8,), -1)])
+def test_denoising_autoencoder_rejects_bad_sizes(channels, bottom):
+    with pytest.raises(ValueError, match="DenoisingAutoencoder: channel counts must be positive"):
+        DenoisingAutoencoder(channels, bottom=bottom)
+
+
 def test_denoising_autoencoder_loss_falls(images):
     tinyae.manual_seed(0)
     model = DenoisingAutoencoder((8, 16))

@@ -25,7 +25,16 @@ import numpy as np
 
 from tinyae.optim.optimizer import Optimizer
 
-__all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "StepLR"]
+__all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "StepLR", "cosine_lr"]
+
+
+def cosine_lr(lr: float, t: int, total: int) -> float:
+    """The closed form of the cosine schedule: epoch ``t`` (0-based) of ``total``, from ``lr`` towards 0.
+
+    A pure function of the epoch, which the recipes use so that a resumed run needs no
+    scheduler state: lr_t = lr (1 + cos(pi t / total)) / 2.
+    """
+    return lr * 0.5 * (1.0 + math.cos(math.pi * t / max(total, 1)))
 
 
 class LRScheduler:

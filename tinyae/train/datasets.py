@@ -31,9 +31,11 @@ from tinyae.data import (
     TensorDataset,
 )
 
-__all__ = ["DATASETS", "ImageData", "load_images"]
+__all__ = ["DATASETS", "ImageData", "balanced_subset", "load_images"]
 
 DATASETS = ("auto", "mnist", "fashion-mnist", "shapes")
+#: training-set sizes, for checking options such as --labels before the data are loaded
+TRAIN_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "auto": 60_000, "shapes": 12_000}
 
 #: seconds to wait for a mirror when ``auto`` tries to download MNIST
 AUTO_DOWNLOAD_TIMEOUT = 10.0
@@ -134,3 +136,19 @@ def load_images(
         )
         return data
     return _from_dataset("mnist", train, test, limits)
+
+
+def balanced_subset(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` distinct indices into ``labels``, as balanced over the classes as the data allow.
+
+    Each class's indices are shuffled, then taken round-robin (classes in a random order),
+    so class counts differ by at most one unless a class runs out of images.
+    """
+    labels = np.asarray(labels)
+    if not 1 <= n <= len(labels):
+        raise ValueError(f"balanced_subset: n must be in [1, {len(labels)}], got {n}")
+    classes = np.unique(labels)
+    pools = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    order = rng.permutation(len(classes))
+    picked = [pools[c][r] for r in range(max(len(p) for p in pools)) for c in order if r < len(pools[c])]
+    return np.sort(np.asarray(picked[:n], dtype=np.int64))
