@@ -271,6 +271,21 @@ def test_transfer_trains_each_classifier_for_its_steps(tmp_path):
         np.testing.assert_array_equal(v, ae_state[k])
 
 
+def test_stacked_labels_fine_tune_on_a_repeated_balanced_subset(tmp_path):
+    config = _stacked(labels=10, shift=1, epochs=3)
+    result = train(config, str(tmp_path / "r"), quiet=True)
+    recipe = result.recipe
+    labelled = recipe.labelled_set()
+    assert len(labelled) == 96  # the labelled images repeated to the training set's size
+    idx = np.asarray(labelled.indices)
+    counts = np.bincount(idx)[np.unique(idx)]
+    assert len(counts) == 10 and set(counts) <= {9, 10}  # 96 = 10 copies of 6 images + 9 of 4
+    np.testing.assert_array_equal(
+        np.unique(idx), balanced_subset(recipe.data.y_train, 10, np.random.default_rng([0, 10]))
+    )
+    assert len(recipe.train_loader(0).dataset) == 96  # pretraining sees every image, without labels
+
+
 # ---------------------------------------------------------------------- resume
 
 
@@ -278,6 +293,10 @@ def _stacked(**kw):
     base = dict(dataset="shapes", limit_train=96, limit_test=32, batch_size=32, hidden=[16, 8],
                 pretrain_epochs=1, epochs=4, dropout=0.2)  # fmt: skip
     return default_config("stacked-ae", **{**base, **kw})
+
+
+def _stacked_few():
+    return _stacked(labels=10, shift=2)
 
 
 def _transfer(**kw):
@@ -289,12 +308,12 @@ def _transfer(**kw):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """The uninterrupted run of each model, trained once for all the resume cases."""
-    runs: dict[str, object] = {}
+    runs: dict[object, object] = {}
 
     def get(model: str, make):
-        if model not in runs:
-            runs[model] = train(make(), str(tmp_path_factory.mktemp(model)), quiet=True)
-        return runs[model]
+        if make not in runs:
+            runs[make] = train(make(), str(tmp_path_factory.mktemp(model)), quiet=True)
+        return runs[make]
 
     return get
 
@@ -305,6 +324,7 @@ def uninterrupted(tmp_path_factory):
         (_stacked, "stacked-ae", (1, 2)),  # inside the pretraining of layer 2 (masking noise drawn)
         (_stacked, "stacked-ae", (1, 3)),  # the last batch of pretraining: then the switch to fine-tuning
         (_stacked, "stacked-ae", (3, 1)),  # inside fine-tuning (dropout drawn, scratch loss half summed)
+        (_stacked_few, "stacked-ae", (3, 1)),  # few labels, shifts drawn
         (_transfer, "transfer", (1, 1)),  # inside the autoencoder's epochs
         (_transfer, "transfer", (2, 2)),  # classifier epoch: right after the first frozen classifier
         (_transfer, "transfer", (2, 3)),  # classifier epoch: inside the first finetuned classifier
@@ -335,6 +355,10 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, uninterrupted, make, 
         (["stacked-ae", "--pretrain-lr", "0"], "--pretrain-lr must be a positive number"),
         (["stacked-ae", "--epochs", "9"], "--epochs 9 leaves no fine-tuning: the first 9 epochs pretrain"),
         (["stacked-ae", "--activation", "tanh"], "invalid choice: 'tanh'"),
+        (["stacked-ae", "--labels", "0"], "--labels must be in [1, 60000]"),
+        (["stacked-ae", "--limit-train", "50", "--labels", "100"], "--labels must be in [1, 50]"),
+        (["stacked-ae", "--shift", "9"], "--shift must be in [0, 8] pixels"),
+        (["transfer", "--shift", "-1"], "--shift must be in [0, 8] pixels"),
         (["transfer", "--labels", "0"], "--labels: each labelled-set size must be >= 1"),
         (["transfer", "--labels", "100", "-5"], "--labels: each labelled-set size must be >= 1"),
         (["transfer", "--labels", "70000"], "--labels 70000 is larger than the training set (60000 images)"),

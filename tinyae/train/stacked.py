@@ -23,6 +23,14 @@ The *scratch* classifier is the same network from its random initialisation, tra
 with the same optimizer, schedule, batches and number of steps. ``--resume`` with a
 larger ``--epochs`` adds fine-tuning epochs (the cosine then spans the new total).
 
+Two options change what fine-tuning sees, for both classifiers alike:
+
+    --shift s      each batch's images moved by up to s pixels each way (data augmentation;
+                   default 1: a digit moved by a pixel is the same digit)
+    --labels n     only n labelled images (balanced over the classes, chosen by the seed),
+                   repeated to the training set's size in every epoch, so the number of steps
+                   does not change; pretraining still sees every image, without labels
+
 ``final``: ``test_accuracy``/``test_error`` of the fine-tuned pretrained network,
 ``scratch_test_accuracy``/``scratch_test_error`` of the scratch one, their test
 cross-entropies and ``pretraining_gain`` (scratch error minus pretrained error).
@@ -53,11 +61,14 @@ import tinyae
 import tinyae.nn.functional as F
 from tinyae import optim
 from tinyae._atomic import atomic_write_bytes
-from tinyae.data import DataLoader, TensorDataset
+from tinyae.data import DataLoader, Subset, TensorDataset
+from tinyae.data.augment import RandomShift
 from tinyae.data.noise import MaskingNoise
 from tinyae.models.stacked import ACTIVATIONS, StackedAutoencoder, StackedClassifier
+from tinyae.optim.lr_scheduler import cosine_lr
 from tinyae.tensor import Tensor
 from tinyae.train import pictures
+from tinyae.train.datasets import TRAIN_SIZES, balanced_subset
 from tinyae.train.recipe import Recipe
 
 __all__ = ["StackedRecipe", "classifier_stats", "cosine_lr"]
@@ -65,11 +76,6 @@ __all__ = ["StackedRecipe", "classifier_stats", "cosine_lr"]
 N_SHOWN = 10  # images per row of reconstructions.png
 N_CODES = 2000  # test images in codes.png
 N_FILTERS = 100  # first-layer filters in filters.png
-
-
-def cosine_lr(lr: float, t: int, total: int) -> float:
-    """The learning rate of epoch ``t`` (0-based) of ``total`` on a cosine from ``lr`` towards 0."""
-    return lr * 0.5 * (1.0 + math.cos(math.pi * t / max(total, 1)))
 
 
 def classifier_stats(recipe: Recipe, net: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -129,6 +135,17 @@ class StackedRecipe(Recipe):
             "--pretrain-lr", type=float, default=1e-3, help="Adam learning rate of pretraining (default 1e-3)"
         )
         parser.add_argument(
+            "--labels", type=int, default=None,
+            help="fine-tune on only this many labelled images (balanced over the classes, chosen by the "
+            "seed), repeated to the training set's size in every epoch; pretraining still sees every "
+            "image, without labels (default: all)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--shift", type=int, default=1,
+            help="augmentation while fine-tuning (both classifiers, the same batches): each image moved "
+            "by up to this many pixels each way, afresh at every step (default 1; 0: off)",
+        )  # fmt: skip
+        parser.add_argument(
             "--dropout",
             type=float,
             default=0.2,
@@ -149,6 +166,11 @@ class StackedRecipe(Recipe):
             return f"--pretrain-lr must be a positive number, got {config['pretrain_lr']}"
         if not 0.0 <= config["dropout"] < 1.0:
             return f"--dropout must be in [0, 1), got {config['dropout']}"
+        size = config.get("limit_train") or TRAIN_SIZES.get(config.get("dataset", "auto"), 60_000)
+        if config["labels"] is not None and not 1 <= config["labels"] <= size:
+            return f"--labels must be in [1, {size}] (the training set's size), got {config['labels']}"
+        if not 0 <= config["shift"] <= 8:
+            return f"--shift must be in [0, 8] pixels, got {config['shift']}"
         pre = len(hidden) * config["pretrain_epochs"]
         if config["epochs"] <= pre:
             return (
@@ -231,18 +253,29 @@ class StackedRecipe(Recipe):
                 for group in opt.param_groups:
                     group["lr"] = lr
             self._codes = None  # free the last layer's codes
-            return self.make_loader(self.data.train_set(), key="train")
+            return self.make_loader(self.labelled_set(), key="train")
         if self._codes is None or self._codes[0] != k:
             # The encoders below k are frozen from now on: compute their codes once per phase.
             self._codes = (k, self.layer_inputs(k, self.data.x_train))
         # Not cached: a new loader per epoch, whose order is still a function of (seed, epoch).
         return self.make_loader(TensorDataset(self._codes[1], self.data.y_train))
 
+    def labelled_set(self) -> Any:
+        """The fine-tuning images: all of them, or ``--labels`` n of them repeated to the same size."""
+        train, n = self.data.train_set(), self.config.get("labels")  # older runs: no --labels
+        if n is None:
+            return train
+        idx = balanced_subset(self.data.y_train, n, np.random.default_rng([int(self.config["seed"]), n]))
+        return Subset(train, np.tile(idx, -(-len(train) // n))[: len(train)])
+
     def train_step(self, batch: tuple[Tensor, ...], epoch: int) -> float:
         k = self.layer_of(epoch)
         if k is not None:
             return self.pretrain_step(k, batch[0])
         x, y = batch
+        shift = self.config.get("shift", 0)
+        if shift:  # both classifiers see the same moved batch
+            x = Tensor(RandomShift(shift)(x.data, tinyae.generator()))
         if not self.encoders_copied:
             self.model.load_encoders(self.stack)
             self.encoders_copied = True
