@@ -286,6 +286,16 @@ def test_stacked_labels_fine_tune_on_a_repeated_balanced_subset(tmp_path):
     assert len(recipe.train_loader(0).dataset) == 96  # pretraining sees every image, without labels
 
 
+def test_transfer_shift_moves_only_the_labelled_images(tmp_path):
+    plain = train(_transfer(epochs=2), str(tmp_path / "plain"), quiet=True).recipe
+    moved = train(_transfer(epochs=2, shift=2), str(tmp_path / "moved"), quiet=True).recipe
+    for k, v in plain.autoencoder.state_dict().items():  # pretraining is the same
+        np.testing.assert_array_equal(v, moved.autoencoder.state_dict()[k])
+    for net in ("heads", "finetuned", "scratch"):  # the classifiers saw other images
+        a, b = getattr(plain, net).state_dict(), getattr(moved, net).state_dict()
+        assert any(not np.array_equal(a[k], b[k]) for k in a), net
+
+
 # ---------------------------------------------------------------------- resume
 
 
