@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import tinyae.nn as nn
 from tinyae.tensor import Tensor
 
-__all__ = ["ConvAutoencoder", "downsampled_sizes"]
+__all__ = ["ConvAutoencoder", "downsampled_sizes", "upsampling"]
 
 
 def downsampled_sizes(size: int, steps: int) -> list[int]:
@@ -36,6 +36,15 @@ def downsampled_sizes(size: int, steps: int) -> list[int]:
     for _ in range(steps):
         sizes.append((sizes[-1] + 2 * 1 - 3) // 2 + 1)
     return sizes
+
+
+def upsampling(c_in: int, c_out: int, size_in: int, size_out: int) -> nn.ConvTranspose2d:
+    """The k=3, s=2, p=1 transposed conv that undoes one downsampling step: size_in -> size_out.
+
+    output_padding picks which of the two sizes that map to ``size_in`` comes out.
+    """
+    op = size_out - ((size_in - 1) * 2 - 2 + 3)
+    return nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=op)
 
 
 class ConvAutoencoder(nn.Module):
@@ -65,10 +74,7 @@ class ConvAutoencoder(nn.Module):
                 enc.append(nn.ReLU())
         dec: list[nn.Module] = []
         for i in range(len(widths) - 1, 0, -1):
-            # undo conv i: sizes[i] -> sizes[i - 1]; output_padding picks the larger of the two sizes
-            op = sizes[i - 1] - ((sizes[i] - 1) * 2 - 2 + 3)
-            up = nn.ConvTranspose2d(widths[i], widths[i - 1], 3, stride=2, padding=1, output_padding=op)
-            dec.append(up)
+            dec.append(upsampling(widths[i], widths[i - 1], sizes[i], sizes[i - 1]))  # undo conv i
             dec.append(nn.ReLU() if i > 1 else nn.Sigmoid())
         self.encoder = nn.Sequential(*enc)
         self.decoder = nn.Sequential(*dec)

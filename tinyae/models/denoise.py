@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import tinyae.nn as nn
 from tinyae.data.noise import GaussianNoise, MaskingNoise, Noise, SaltAndPepper
-from tinyae.models.conv_ae import downsampled_sizes
+from tinyae.models.conv_ae import downsampled_sizes, upsampling
 from tinyae.tensor import Tensor
 
 __all__ = ["NOISE_KINDS", "DenoisingAutoencoder", "make_noise"]
@@ -82,10 +82,7 @@ class DenoisingAutoencoder(nn.Module):
             enc += [nn.Conv2d(widths[-1], widths[-1], 3, padding=1), nn.ReLU()]
         dec: list[nn.Module] = []
         for i in range(len(widths) - 1, 0, -1):
-            op = sizes[i - 1] - ((sizes[i] - 1) * 2 - 2 + 3)  # output_padding: sizes[i] -> sizes[i - 1]
-            dec.append(
-                nn.ConvTranspose2d(widths[i], widths[i - 1], 3, stride=2, padding=1, output_padding=op)
-            )
+            dec.append(upsampling(widths[i], widths[i - 1], sizes[i], sizes[i - 1]))  # undo conv i
             if i > 1:
                 dec += [nn.ReLU(), nn.Conv2d(widths[i - 1], widths[i - 1], 3, padding=1), nn.ReLU()]
             else:

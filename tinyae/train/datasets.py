@@ -31,11 +31,17 @@ from tinyae.data import (
     TensorDataset,
 )
 
-__all__ = ["DATASETS", "ImageData", "balanced_subset", "load_images"]
+__all__ = ["DATASETS", "ImageData", "balanced_subset", "load_images", "train_size"]
 
 DATASETS = ("auto", "mnist", "fashion-mnist", "shapes")
 #: training-set sizes, for checking options such as --labels before the data are loaded
 TRAIN_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "auto": 60_000, "shapes": 12_000}
+
+
+def train_size(config: dict[str, Any]) -> int:
+    """How many training images a run's config will load (``--limit-train``, else the dataset's size)."""
+    return config.get("limit_train") or TRAIN_SIZES.get(config.get("dataset", "auto"), 60_000)
+
 
 #: seconds to wait for a mirror when ``auto`` tries to download MNIST
 AUTO_DOWNLOAD_TIMEOUT = 10.0

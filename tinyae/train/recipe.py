@@ -42,13 +42,24 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+import tinyae
 from tinyae.data import DataLoader, TensorDataset
+from tinyae.data.augment import RandomShift
 from tinyae.tensor import Tensor
 
 if TYPE_CHECKING:
     from tinyae.train.datasets import ImageData
 
-__all__ = ["Recipe"]
+__all__ = ["MAX_SHIFT", "Recipe", "check_shift"]
+
+MAX_SHIFT = 8  # pixels: a larger --shift would move much of a 28 x 28 digit out of the image
+
+
+def check_shift(config: dict[str, Any]) -> str | None:
+    """The message for a ``--shift`` out of [0, MAX_SHIFT], else None."""
+    if not 0 <= config["shift"] <= MAX_SHIFT:
+        return f"--shift must be in [0, {MAX_SHIFT}] pixels, got {config['shift']}"
+    return None
 
 
 def _fmt(value: Any) -> str:
@@ -230,6 +241,12 @@ class Recipe:
         """Fixed-order batches of ``arrays`` as Tensors on the device (for evaluation)."""
         loader = DataLoader(TensorDataset(*arrays), batch_size=batch_size, shuffle=False, device=self.device)
         yield from loader
+
+    def shifted(self, x: Tensor) -> Tensor:
+        """``x`` with each image moved by up to ``--shift`` pixels (drawn from the global generator);
+        ``x`` itself when the shift is 0 or the run's config has none (runs saved before it existed)."""
+        shift = self.config.get("shift", 0)
+        return Tensor(RandomShift(shift)(x.data, tinyae.generator())) if shift else x
 
     def eval_rng(self, tag: int = 0) -> np.random.Generator:
         """A fresh generator for evaluation randomness (test-set noise): the same numbers every call."""

@@ -61,14 +61,13 @@ import tinyae.nn.functional as F
 from tinyae import optim
 from tinyae._atomic import atomic_write_bytes
 from tinyae.data import DataLoader, Subset, TensorDataset
-from tinyae.data.augment import RandomShift
 from tinyae.data.noise import MaskingNoise
 from tinyae.models.stacked import ACTIVATIONS, StackedAutoencoder, StackedClassifier
 from tinyae.optim.lr_scheduler import cosine_lr
 from tinyae.tensor import Tensor
 from tinyae.train import pictures
-from tinyae.train.datasets import TRAIN_SIZES, balanced_subset
-from tinyae.train.recipe import Recipe
+from tinyae.train.datasets import balanced_subset, train_size
+from tinyae.train.recipe import Recipe, check_shift
 
 __all__ = ["StackedRecipe", "classifier_stats", "cosine_lr"]
 
@@ -167,11 +166,11 @@ class StackedRecipe(Recipe):
             return f"--pretrain-lr must be a positive number, got {config['pretrain_lr']}"
         if not 0.0 <= config["dropout"] < 1.0:
             return f"--dropout must be in [0, 1), got {config['dropout']}"
-        size = config.get("limit_train") or TRAIN_SIZES.get(config.get("dataset", "auto"), 60_000)
+        size = train_size(config)
         if config["labels"] is not None and not 1 <= config["labels"] <= size:
             return f"--labels must be in [1, {size}] (the training set's size), got {config['labels']}"
-        if not 0 <= config["shift"] <= 8:
-            return f"--shift must be in [0, 8] pixels, got {config['shift']}"
+        if message := check_shift(config):
+            return message
         pre = len(hidden) * config["pretrain_epochs"]
         if config["epochs"] <= pre:
             return (
@@ -274,9 +273,7 @@ class StackedRecipe(Recipe):
         if k is not None:
             return self.pretrain_step(k, batch[0])
         x, y = batch
-        shift = self.config.get("shift", 0)
-        if shift:  # both classifiers see the same moved batch
-            x = Tensor(RandomShift(shift)(x.data, tinyae.generator()))
+        x = self.shifted(x)  # both classifiers see the same moved batch
         if not self.encoders_copied:
             self.model.load_encoders(self.stack)
             self.encoders_copied = True

@@ -52,14 +52,13 @@ import tinyae.nn as nn
 import tinyae.nn.functional as F
 from tinyae import optim
 from tinyae.data import DataLoader, Subset
-from tinyae.data.augment import RandomShift
 from tinyae.data.noise import MaskingNoise
 from tinyae.models.transfer import TransferAutoencoder, TransferClassifier
 from tinyae.tensor import Tensor
 from tinyae.train import pictures
-from tinyae.train.datasets import TRAIN_SIZES, balanced_subset
+from tinyae.train.datasets import balanced_subset, train_size
 from tinyae.train.metrics import ReconstructionStats
-from tinyae.train.recipe import Recipe
+from tinyae.train.recipe import Recipe, check_shift
 
 __all__ = ["VARIANTS", "TransferRecipe", "balanced_subset"]
 
@@ -163,7 +162,7 @@ class TransferRecipe(Recipe):
         if not 0.0 <= config["noise_level"] < 1.0:
             return f"--noise-level must be in [0, 1), got {config['noise_level']}"
         labels = list(config["labels"])
-        size = config.get("limit_train") or TRAIN_SIZES.get(config.get("dataset", "auto"), 60_000)
+        size = train_size(config)
         if not labels or any(n < 1 for n in labels):
             return f"--labels: each labelled-set size must be >= 1, got {labels}"
         if max(labels) > size:
@@ -179,8 +178,8 @@ class TransferRecipe(Recipe):
                 return f"--{key.replace('_', '-')} must be a positive number, got {config[key]}"
         if not (config["encoder_lr_factor"] >= 0 and math.isfinite(config["encoder_lr_factor"])):
             return f"--encoder-lr-factor must be >= 0, got {config['encoder_lr_factor']}"
-        if not 0 <= config["shift"] <= 8:
-            return f"--shift must be in [0, 8] pixels, got {config['shift']}"
+        if message := check_shift(config):
+            return message
         if config["epochs"] < 2:
             return (
                 f"--epochs must be at least 2 (autoencoder epochs, then one classifier epoch), "
@@ -280,9 +279,7 @@ class TransferRecipe(Recipe):
         if epoch < self.classifier_epoch:
             return self.autoencoder_step(batch[0])
         x, y, t = batch
-        shift = self.config.get("shift", 0)  # runs saved before --shift existed had none
-        if shift:
-            x = Tensor(RandomShift(shift)(x.data, tinyae.generator()))
+        x = self.shifted(x)
         while self.tasks_started <= t:  # the first step of task t
             self.start_task(self.tasks_started)
         j, variant, _ = self.tasks()[t]
