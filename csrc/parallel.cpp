@@ -1,7 +1,7 @@
 // The thread pool of parallel.h.
 //
-// One loop ("job") at a time. The caller publishes the job and wakes the workers, then takes
-// blocks itself. A worker joins the job only while it is open; when the caller finds no block
+// One loop ("job") at a time. The caller publishes the job and wakes the sleeping workers (the
+// awake ones are watching job_), then takes blocks itself. A worker joins the job only while it is open; when the caller finds no block
 // left it closes the job and waits only for the workers that joined (each finishes its current
 // block). Workers are detached and the pool is never destroyed: at interpreter exit they are
 // asleep, and a forked child (which inherits no threads) gets a fresh, empty pool.
@@ -21,11 +21,21 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <chrono>
 #include <thread>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+inline void pause() { _mm_pause(); }
+#else
+inline void pause() {}
+#endif
 
 namespace tinyae {
 
 namespace {
+
+constexpr std::chrono::microseconds kSpin{200};  // how long an idle thread stays awake
 
 thread_local bool inside_loop = false;  // set while this thread runs a loop's body
 
@@ -60,12 +70,16 @@ public:
 #ifdef __linux__
             has_cpus_ = cpus_for_workers(&cpus_);
 #endif
-            ++job_;
+            job_.fetch_add(1);
+            if (sleeping_ > 0) wake_.notify_all();
         }
-        wake_.notify_all();
         work(0);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            open_ = false;  // from here on running_ only falls
+        }
+        spin_until([this] { return running_.load() == 0; });
         std::unique_lock<std::mutex> lock(mutex_);
-        open_ = false;
         done_.wait(lock, [this] { return running_ == 0; });
         body_ = nullptr;
         if (error_) std::rethrow_exception(error_);
@@ -80,10 +94,13 @@ private:
         cpu_set_t mine;  // this worker's affinity, as last set here
         bool have_mine = false;
 #endif
-        std::unique_lock<std::mutex> lock(mutex_);
         for (;;) {
-            wake_.wait(lock, [&] { return job_ != seen; });
-            seen = job_;
+            spin_until([&] { return job_.load() != seen; });
+            std::unique_lock<std::mutex> lock(mutex_);
+            ++sleeping_;
+            wake_.wait(lock, [&] { return job_.load() != seen; });
+            --sleeping_;
+            seen = job_.load();
             if (!open_ || slot > wanted_) continue;  // too late, or not needed for this job
             ++running_;
 #ifdef __linux__
@@ -96,6 +113,18 @@ private:
             work(slot);
             lock.lock();
             if (--running_ == 0) done_.notify_one();
+        }
+    }
+
+    // Busy-wait until done() or kSpin has passed. A sleeping thread takes tens of microseconds
+    // to wake on a virtual machine, as long as a small loop takes: between the loops of one
+    // training step (microseconds apart) the threads stay awake (docs/performance.md).
+    template <class Done>
+    static void spin_until(Done done) {
+        const auto until = std::chrono::steady_clock::now() + kSpin;
+        while (!done()) {
+            for (int i = 0; i < 16; ++i) pause();
+            if (std::chrono::steady_clock::now() >= until) return;
         }
     }
 
@@ -121,10 +150,11 @@ private:
     std::mutex mutex_;      // guards everything below except next_
     std::condition_variable wake_, done_;
     int started_ = 0;       // workers started so far; they have slots 1..started_
-    uint64_t job_ = 0;      // id of the latest job
+    std::atomic<uint64_t> job_{0};  // id of the latest job
+    int sleeping_ = 0;      // workers blocked on wake_
     bool open_ = false;     // whether workers may still join it
     int wanted_ = 0;        // workers it may use: slots 1..wanted_
-    int running_ = 0;       // workers inside it
+    std::atomic<int> running_{0};  // workers inside it
     const LoopBody* body_ = nullptr;
     int64_t n_ = 0, grain_ = 1;
     std::atomic<int64_t> next_{0};  // first iteration of the next block to hand out
