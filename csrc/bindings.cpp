@@ -23,6 +23,7 @@
 #include "adam.h"
 #include "batch_norm.h"
 #include "conv_direct.h"
+#include "gemm.h"
 #include "geometry.h"
 #include "parallel.h"
 
@@ -578,6 +579,75 @@ void adam_step(const py::object& param, const py::object& grad, const py::object
     }
 }
 
+
+// The byte strides of a 2-D float32 operand in elements; a stride that is not a whole number of
+// elements cannot be read by sgemm.
+std::pair<int64_t, int64_t> element_strides(const char* op, const char* name, const py::array& a) {
+    const int64_t s0 = a.strides(0), s1 = a.strides(1);
+    if (s0 % 4 != 0 || s1 % 4 != 0) {
+        throw py::value_error(std::string(op) + ": argument '" + name + "' has strides (" + std::to_string(s0) +
+                              ", " + std::to_string(s1) + ") bytes, not whole float32 elements");
+    }
+    return {s0 / 4, s1 / 4};
+}
+
+// Whether the byte ranges spanned by two arrays of any strides intersect.
+bool spans_overlap(const py::array& a, const py::array& b) {
+    if (a.size() == 0 || b.size() == 0) return false;
+    auto span = [](const py::array& x) {
+        const char* lo = static_cast<const char*>(x.data());
+        const char* hi = lo + x.itemsize();
+        for (py::ssize_t d = 0; d < x.ndim(); ++d) {
+            const py::ssize_t reach = (x.shape(d) - 1) * x.strides(d);
+            (reach < 0 ? lo : hi) += reach;
+        }
+        return std::pair<const char*, const char*>(lo, hi);
+    };
+    const auto [a0, a1] = span(a);
+    const auto [b0, b1] = span(b);
+    return a0 < b1 && b0 < a1;
+}
+
+py::array matmul_f32(const py::array& a, const py::array& b, const py::object& out, int threads) {
+    const char* op = "matmul";
+    for (const auto& [name, arr] : {std::pair<const char*, const py::array*>{"a", &a}, {"b", &b}}) {
+        if (!arr->dtype().equal(py::dtype::of<float>())) {
+            throw py::type_error(std::string(op) + ": argument '" + name + "' must have dtype float32, got " +
+                                 std::string(py::str(arr->dtype())));
+        }
+        check_ndim(op, name, *arr, 2);
+    }
+    if (a.shape(1) != b.shape(0)) {
+        throw py::value_error(std::string(op) + ": a " + shape_str(a.shape(), 2) + " and b " +
+                              shape_str(b.shape(), 2) + " do not chain (a.shape[1] != b.shape[0])");
+    }
+    if (!tinyae::gemm_available()) throw std::runtime_error("matmul: this CPU has no AVX-512F (see gemm_supported)");
+    const int64_t m = a.shape(0), k = a.shape(1), n = b.shape(1);
+    // sgemm reads A along rows or along columns: an A strided both ways is copied first.
+    const py::array a_read = (a.strides(0) == 4 || a.strides(1) == 4)
+                                 ? a
+                                 : py::array(py::module_::import("numpy").attr("ascontiguousarray")(a));
+    const auto [sa0, sa1] = element_strides(op, "a", a_read);
+    const auto [sb0, sb1] = element_strides(op, "b", b);
+    py::array c;
+    if (out.is_none()) {
+        c = py::array_t<float>({m, n});
+    } else {
+        const int64_t dims[2] = {m, n};
+        c = checked_out<float>(op, out, dims, "a", a);  // checks out against a's first m*k elements only:
+        if (spans_overlap(c, a) || spans_overlap(c, b)) {   // a and b may be strided views
+            throw py::value_error(std::string(op) + ": argument 'out' overlaps the memory of 'a' or 'b'");
+        }
+    }
+    const auto* pa = static_cast<const float*>(a_read.data());
+    const auto* pb = static_cast<const float*>(b.data());
+    auto* pc = static_cast<float*>(c.mutable_data());
+    {
+        py::gil_scoped_release release;
+        tinyae::sgemm(m, n, k, pa, sa0, sa1, pb, sb0, sb1, pc, n, threads);
+    }
+    return c;
+}
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -609,6 +679,11 @@ PYBIND11_MODULE(_C, m) {
     m.def("conv2d_direct_supported", &tinyae::conv2d_direct_supported,
           "Whether conv2d_direct can run here: an x86-64 build and a CPU with AVX-512F.");
     m.attr("DIRECT_MAX_SCRATCH") = tinyae::kDirectMaxScratch;
+    m.def("matmul", &matmul_f32, py::arg("a"), py::arg("b"), py::arg("out") = py::none(), py::arg("threads") = 0,
+          "a @ b for float32 2-D a (M, K) and b (K, N) of any strides (a transposed view is read in place),\n"
+          "with AVX-512 (RuntimeError without it: see gemm_supported); into `out` (M, N) when given. Each\n"
+          "element is summed in the order of k, by one thread: the result does not depend on `threads`.");
+    m.def("gemm_supported", &tinyae::gemm_available, "Whether matmul can run here: x86-64 and AVX-512F.");
     m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
           py::arg("eps"), py::arg("threads") = 0,
           "Batch norm of x (N, C, L) with batch statistics: returns (y, mean, var, inv_std), the vectors (C,).\n"

@@ -28,6 +28,7 @@ KERNEL_TESTS = [
     "tests/test_kernels_batch_norm.py",
     "tests/test_kernels_adam.py",
     "tests/test_kernels_fuzz.py",
+    "tests/test_kernels_gemm.py",
 ]
 FLAGS = "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 

@@ -35,7 +35,15 @@ import numpy as np
 
 from tinyae import _blas_spin
 
-__all__ = ["get_num_threads", "set_num_threads", "parallel_for", "in_parallel_region", "split", "matmul"]
+__all__ = [
+    "get_num_threads",
+    "set_num_threads",
+    "parallel_for",
+    "in_parallel_region",
+    "split",
+    "matmul",
+    "use_gemm",
+]
 
 
 def _default_threads() -> int:
@@ -281,10 +289,24 @@ def parallel_for(n: int, body: Callable[[int], None], threads: int | None = None
 _MIN_SPLIT_MACS = 2**25
 
 
+# The float32 product of the C++ kernels, gemm(a, b, threads) for 2-D NumPy arrays, or None.
+# tinyae.kernels sets it (use_gemm) while its C++ kernels are chosen and the CPU has AVX-512.
+_gemm: Callable[[Any, Any, int], Any] | None = None
+
+
+def use_gemm(gemm: Callable[[Any, Any, int], Any] | None) -> None:
+    """Run :func:`matmul`'s 2-D float32 products with ``gemm(a, b, threads)`` (None: NumPy's BLAS)."""
+    global _gemm
+    _gemm = gemm
+
+
 def matmul(a: Any, b: Any) -> Any:
     """``a @ b`` for NumPy arrays (any shapes NumPy accepts), on T threads.
 
-    An outer product ((M, 1) @ (1, N)) is a broadcast multiply. Otherwise, where BLAS's idle
+    An outer product ((M, 1) @ (1, N)) is a broadcast multiply. A 2-D float32 product runs on
+    the C++ kernels' product (:func:`use_gemm`) when there is one: its threads split the columns
+    of the result, and stay awake between the products of a training step, where BLAS's threads
+    go to sleep and take tens of microseconds to wake (docs/performance.md). Otherwise, where BLAS's idle
     threads spin only briefly (:mod:`tinyae._blas_spin`), BLAS runs the product on T threads of
     its own. Where they would spin for 0.1 s after it, holding the cores that tinyae's next loop
     needs, a big 2-D product of one dtype is split over T threads (:func:`parallel_for`)
@@ -296,8 +318,12 @@ def matmul(a: Any, b: Any) -> Any:
         # broadcast multiply is ~10x faster than BLAS here, with the same a[i] * b[j] per entry.
         return a * b
     threads = get_num_threads()
-    if threads == 1 or in_parallel_region() or not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray):
-        return a @ b  # (CuPy arrays too: a GPU product is parallel already)
+    if not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray):
+        return a @ b  # CuPy arrays: a GPU product is parallel already
+    if _gemm is not None and a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype == np.float32:
+        return _gemm(a, b, 1 if in_parallel_region() else threads)
+    if threads == 1 or in_parallel_region():
+        return a @ b
     if _blas_spin.BRIEF:
         # BLAS's own threads (T of them) split a product best; they do not spin long after it.
         saved = _blas.limit_to(threads)

@@ -40,6 +40,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from .. import parallel
 from ..backend import is_cupy_array
 from ..parallel import get_num_threads, set_num_threads
 from . import cpp, numpy_kernels
@@ -104,6 +105,13 @@ def set_kernels(name: str) -> None:
     if name == "cpp" and not cpp.AVAILABLE:
         raise RuntimeError(f"set_kernels: cannot use the C++ kernels: {cpp.UNAVAILABLE_REASON}")
     _cpu_choice = name
+    _route_products()
+
+
+def _route_products() -> None:
+    """Hand :func:`tinyae.parallel.matmul`'s float32 products to the C++ one (csrc/gemm.cpp) while
+    the C++ kernels are chosen and the CPU has AVX-512F; NumPy's BLAS otherwise."""
+    parallel.use_gemm(cpp.matmul if get_kernels() == "cpp" and cpp.GEMM else None)
 
 
 def get_kernels() -> str:
@@ -296,3 +304,6 @@ def adam_step(
         cpp.adam_step(*args, weight_decay, maximize)
     else:
         numpy_kernels.adam_step(*args, weight_decay, maximize, work() if callable(work) else work)
+
+
+_route_products()  # the default choice, from TINYAE_KERNELS

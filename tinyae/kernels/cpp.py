@@ -37,6 +37,8 @@ AVAILABLE = _C is not None
 # Whether the direct conv2d kernel runs here: it needs AVX-512F (checked at run time).
 DIRECT_CONV = AVAILABLE and _C.conv2d_direct_supported()
 DIRECT_MAX_SCRATCH = _C.DIRECT_MAX_SCRATCH if AVAILABLE else 0
+# Whether the float32 matrix product (csrc/gemm.cpp) runs here: AVX-512F too.
+GEMM = AVAILABLE and _C.gemm_supported()
 
 
 def _threads() -> int:
@@ -79,6 +81,11 @@ def conv_transpose2d_direct(
 ) -> np.ndarray:
     """C++ direct conv_transpose2d forward (float32, AVX-512, dilation 1) -> y (N, C_out, *output_size)."""
     return _require().conv_transpose2d_direct(x, weight, bias, output_size, geometry, threads=_threads())
+
+
+def matmul(a: np.ndarray, b: np.ndarray, threads: int) -> np.ndarray:
+    """C++ float32 product a (M, K) @ b (K, N) on ``threads`` threads; transposed views read in place."""
+    return _require().matmul(a, b, threads=threads)
 
 
 def conv2d_weight_grad_direct(x: np.ndarray, gy: np.ndarray, geometry: Geometry) -> np.ndarray:
