@@ -53,7 +53,7 @@ struct AView {
 using TileFn = void (*)(int64_t, AView, const float*, int64_t, float*, int64_t, int, bool);
 
 // C[p][q] (p < MR, q < ncols <= NV * 16) = (add ? C[p][q] : 0) + sum_{k < kc} A[p][k] * B[k][q],
-// B[k][q] = b[k * ldb + q]. AT: A is transposed (A.row == 1), so A[p][k] is a[k * A.col + p].
+// B[k][q] = b[k * ldb + q] for q < NV * 16 (all read: the caller pads B's last panel). AT: A is transposed (A.row == 1), so A[p][k] is a[k * A.col + p].
 template <int MR, int NV, bool AT>
 __attribute__((target("avx512f"))) void tile(int64_t kc, AView A, const float* b, int64_t ldb, float* c,
                                              int64_t ldc, int ncols, bool add) {
@@ -71,7 +71,7 @@ __attribute__((target("avx512f"))) void tile(int64_t kc, AView A, const float* b
     const int64_t row = AT ? 1 : A.row, col = AT ? A.col : 1;
     for (int64_t k = 0; k < kc; ++k) {
         __m512 w[NV];
-        for (int v = 0; v < NV; ++v) w[v] = _mm512_maskz_loadu_ps(mask[v], b + k * ldb + 16 * v);  // B's end
+        for (int v = 0; v < NV; ++v) w[v] = _mm512_loadu_ps(b + k * ldb + 16 * v);
         const float* ak = A.a + k * col;
         if (AT) {  // rows of a transposed A can lie further apart than the hardware prefetcher looks
             _mm_prefetch(reinterpret_cast<const char*>(ak + kAhead * col), _MM_HINT_T0);
@@ -104,14 +104,22 @@ const std::array<std::array<TileFn, kMR>, 2> kTiles[2] = {tile_table<false>(), t
 // columns' cache lines serve 16 k's each, so they stay in L1 while the rows of dst are written.
 __attribute__((target("avx512f"))) void pack_panel(const float* b, int64_t row, int64_t col, int64_t j0, int cols,
                                                    int64_t kdim, float* dst) {
+    __mmask16 mask[2];
+    for (int v = 0; v < 2; ++v) {
+        const int n = std::min(std::max(cols - 16 * v, 0), 16);
+        mask[v] = static_cast<__mmask16>((1u << n) - 1u);
+    }
+    if (col == 1) {  // rows contiguous: the last panel of a B read in place, padded with zeros
+        for (int64_t k = 0; k < kdim; ++k) {
+            for (int v = 0; v < 2; ++v) {
+                _mm512_storeu_ps(dst + k * kNR + 16 * v, _mm512_maskz_loadu_ps(mask[v], b + k * row + j0 + 16 * v));
+            }
+        }
+        return;
+    }
     if (row == 1 && col > 0 && col * kNR < (int64_t{1} << 31)) {
         const __m512i q = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         const __m512i offset = _mm512_mullo_epi32(q, _mm512_set1_epi32(static_cast<int>(col)));  // q * col
-        __mmask16 mask[2];
-        for (int v = 0; v < 2; ++v) {
-            const int n = std::min(std::max(cols - 16 * v, 0), 16);
-            mask[v] = static_cast<__mmask16>((1u << n) - 1u);
-        }
         for (int64_t k = 0; k < kdim; ++k) {
             for (int v = 0; v < 2; ++v) {
                 const float* base = b + (j0 + 16 * v) * col + k;
@@ -142,7 +150,7 @@ void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t sa_row, int6
     }
     const int64_t pm = (m + kMR - 1) / kMR, pn = (n + kNR - 1) / kNR;
     const bool a_transposed = sa_row == 1 && sa_col != 1;
-    const bool b_in_place = sb_col == 1;  // rows contiguous: panel rows read where they are
+    const bool b_rows = sb_col == 1;  // rows contiguous: whole panels are read where they are
     const auto& tiles = kTiles[a_transposed ? 1 : 0];
 
     // Work items: column ranges (whole panels) x row ranges (whole A panels); rows are split only
@@ -151,8 +159,8 @@ void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t sa_row, int6
     const int64_t col_parts = std::min<int64_t>(pn, use);
     const int64_t row_parts = std::min<int64_t>(pm, (use + col_parts - 1) / col_parts);
     parallel_for(col_parts * row_parts, 1, use, [&](int64_t lo, int64_t hi, int) {
-        thread_local std::vector<float> panel;  // (K, 32): this thread's transposed B panel
-        if (!b_in_place) panel.resize(static_cast<size_t>(k * kNR));
+        thread_local std::vector<float> panel;  // (K, 32): this thread's copy of a B panel
+        if (panel.size() < static_cast<size_t>(k * kNR)) panel.resize(static_cast<size_t>(k * kNR));
         for (int64_t t = lo; t < hi; ++t) {
             const int64_t cp = t / row_parts, rp = t % row_parts;
             const int64_t jp0 = pn * cp / col_parts, jp1 = pn * (cp + 1) / col_parts;
@@ -162,7 +170,7 @@ void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t sa_row, int6
                 const int ncols = static_cast<int>(std::min<int64_t>(kNR, n - j0));
                 const float* bpanel = b + j0;
                 int64_t ldb = sb_row;
-                if (!b_in_place) {
+                if (!b_rows || ncols < kNR) {
                     pack_panel(b, sb_row, sb_col, j0, ncols, k, panel.data());
                     bpanel = panel.data();
                     ldb = kNR;

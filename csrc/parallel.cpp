@@ -35,7 +35,10 @@ namespace tinyae {
 
 namespace {
 
-constexpr std::chrono::microseconds kSpin{200};  // how long an idle thread stays awake
+// How long an idle thread stays awake: 1 ms spans the gaps between the loops of a training step
+// (docs/performance.md); after the first 50 us it yields its core to any other thread that wants
+// it (BLAS's, or tinyae's Python workers).
+constexpr std::chrono::microseconds kSpin{1000}, kSpinAlone{50};
 
 thread_local bool inside_loop = false;  // set while this thread runs a loop's body
 
@@ -121,10 +124,12 @@ private:
     // training step (microseconds apart) the threads stay awake (docs/performance.md).
     template <class Done>
     static void spin_until(Done done) {
-        const auto until = std::chrono::steady_clock::now() + kSpin;
+        const auto start = std::chrono::steady_clock::now();
         while (!done()) {
             for (int i = 0; i < 16; ++i) pause();
-            if (std::chrono::steady_clock::now() >= until) return;
+            const auto waited = std::chrono::steady_clock::now() - start;
+            if (waited >= kSpin) return;
+            if (waited >= kSpinAlone) std::this_thread::yield();  // a thread that wants this core gets it
         }
     }
 

@@ -7,7 +7,7 @@
 // worker that shares its core with a spinning thread made a 2-thread im2col slower than the
 // same call on one thread. Here blocks are handed out one at a time to whichever thread is free,
 // the calling thread works too, and a worker that has not started by the time the caller ran
-// out of blocks is not waited for. An idle worker stays awake for 200 us, so that the next loop
+// out of blocks is not waited for. An idle worker stays awake for 1 ms, so that the next loop
 // of a training step (microseconds away) finds it running, then sleeps on a condition variable.
 #pragma once
 
