@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "activation.h"
 #include "adam.h"
 #include "batch_norm.h"
 #include "conv_direct.h"
@@ -648,6 +649,53 @@ py::array matmul_f32(const py::array& a, const py::array& b, const py::object& o
     }
     return c;
 }
+
+// Leaky ReLU (ReLU: slope 0) and its gradient, float32 or float64, any shape.
+template <typename T>
+py::array leaky_relu_typed(const py::array& x, double slope, int threads) {
+    const auto xc = contiguous<T>("leaky_relu", "x", x);
+    py::array_t<T> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    {
+        py::gil_scoped_release release;
+        tinyae::leaky_relu<T>(xc.data(), y.mutable_data(), xc.size(), static_cast<T>(slope), threads);
+    }
+    return y;
+}
+
+py::array leaky_relu(const py::array& x, double slope, int threads) {
+    return check_dtype("leaky_relu", "x", x) == DType::f32 ? leaky_relu_typed<float>(x, slope, threads)
+                                                          : leaky_relu_typed<double>(x, slope, threads);
+}
+
+template <typename T>
+py::array leaky_relu_backward_typed(const py::array& a, const py::array& gy, double slope, int threads) {
+    const auto ac = contiguous<T>("leaky_relu_backward", "a", a);
+    const auto gc = contiguous<T>("leaky_relu_backward", "gy", gy);
+    py::array_t<T> gx(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+    {
+        py::gil_scoped_release release;
+        tinyae::leaky_relu_backward<T>(ac.data(), gc.data(), gx.mutable_data(), ac.size(), static_cast<T>(slope),
+                                       threads);
+    }
+    return gx;
+}
+
+py::array leaky_relu_backward(const py::array& a, const py::array& gy, double slope, int threads) {
+    const char* op = "leaky_relu_backward";
+    const DType t = check_dtype(op, "a", a);
+    if (!gy.dtype().equal(a.dtype())) {
+        throw py::type_error(std::string(op) + ": argument 'gy' must have dtype " + std::string(py::str(a.dtype())) +
+                             " like 'a', got " + std::string(py::str(gy.dtype())));
+    }
+    bool same = gy.ndim() == a.ndim();
+    for (py::ssize_t d = 0; same && d < a.ndim(); ++d) same = gy.shape(d) == a.shape(d);
+    if (!same) {
+        throw py::value_error(std::string(op) + ": argument 'gy' must have the shape of 'a' " +
+                              shape_str(a.shape(), a.ndim()) + ", got " + shape_str(gy.shape(), gy.ndim()));
+    }
+    return t == DType::f32 ? leaky_relu_backward_typed<float>(a, gy, slope, threads)
+                           : leaky_relu_backward_typed<double>(a, gy, slope, threads);
+}
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -683,6 +731,11 @@ PYBIND11_MODULE(_C, m) {
           "a @ b for float32 2-D a (M, K) and b (K, N) of any strides (a transposed view is read in place),\n"
           "with AVX-512 (RuntimeError without it: see gemm_supported); into `out` (M, N) when given. Each\n"
           "element is summed in the order of k, by one thread: the result does not depend on `threads`.");
+    m.def("leaky_relu", &leaky_relu, py::arg("x"), py::arg("slope"), py::arg("threads") = 0,
+          "y = x where x > 0, slope * x elsewhere (ReLU: slope 0), one pass; float32/float64, any shape.");
+    m.def("leaky_relu_backward", &leaky_relu_backward, py::arg("a"), py::arg("gy"), py::arg("slope"),
+          py::arg("threads") = 0,
+          "gx = gy where a > 0, slope * gy elsewhere (a: the input, or the output when slope >= 0).");
     m.def("gemm_supported", &tinyae::gemm_available, "Whether matmul can run here: x86-64 and AVX-512F.");
     m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
           py::arg("eps"), py::arg("threads") = 0,

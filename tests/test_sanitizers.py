@@ -29,6 +29,7 @@ KERNEL_TESTS = [
     "tests/test_kernels_adam.py",
     "tests/test_kernels_fuzz.py",
     "tests/test_kernels_gemm.py",
+    "tests/test_kernels_activation.py",
 ]
 FLAGS = "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 

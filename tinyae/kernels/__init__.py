@@ -42,6 +42,7 @@ from typing import Any
 
 from .. import parallel
 from ..backend import is_cupy_array
+from ..ops import activation
 from ..parallel import get_num_threads, set_num_threads
 from . import cpp, numpy_kernels
 from ._checks import (
@@ -109,9 +110,12 @@ def set_kernels(name: str) -> None:
 
 
 def _route_products() -> None:
-    """Hand :func:`tinyae.parallel.matmul`'s float32 products to the C++ one (csrc/gemm.cpp) while
-    the C++ kernels are chosen and the CPU has AVX-512F; NumPy's BLAS otherwise."""
-    parallel.use_gemm(cpp.matmul if get_kernels() == "cpp" and cpp.GEMM else None)
+    """While the C++ kernels are chosen, hand the lower layers' hot loops to them: float32 products
+    of :func:`tinyae.parallel.matmul` (csrc/gemm.cpp, CPUs with AVX-512F) and the passes of ReLU
+    and leaky ReLU (csrc/activation.cpp). NumPy does them otherwise."""
+    chosen = get_kernels() == "cpp"
+    parallel.use_gemm(cpp.matmul if chosen and cpp.GEMM else None)
+    activation.use_fused(cpp if chosen else None)
 
 
 def get_kernels() -> str:

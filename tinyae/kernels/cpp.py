@@ -88,6 +88,16 @@ def matmul(a: np.ndarray, b: np.ndarray, threads: int) -> np.ndarray:
     return _require().matmul(a, b, threads=threads)
 
 
+def leaky_relu(x: np.ndarray, slope: float) -> np.ndarray:
+    """C++ leaky ReLU (ReLU: slope 0), one pass: y = x where x > 0, slope * x elsewhere."""
+    return _require().leaky_relu(x, slope, threads=_threads())
+
+
+def leaky_relu_backward(a: np.ndarray, gy: np.ndarray, slope: float) -> np.ndarray:
+    """C++ leaky ReLU gradient, one pass: gy where a > 0, slope * gy elsewhere."""
+    return _require().leaky_relu_backward(a, gy, slope, threads=_threads())
+
+
 def conv2d_weight_grad_direct(x: np.ndarray, gy: np.ndarray, geometry: Geometry) -> np.ndarray:
     """C++ direct conv2d weight gradient (float32, AVX-512) -> gW (C_out, C/G, KH, KW)."""
     return _require().conv2d_weight_grad_direct(x, gy, geometry, threads=_threads())

@@ -27,11 +27,33 @@ def _xp(x: Any) -> Any:
     return backend.get_array_module(x)
 
 
+# One-pass loops for ReLU and leaky ReLU on float NumPy arrays: tinyae.kernels sets its C++ ones
+# here while they are chosen (use_fused); None: the NumPy passes below.
+_fused: Any = None
+
+
+def use_fused(kernels: Any) -> None:
+    """Run ReLU and leaky ReLU with ``kernels.leaky_relu(x, slope)`` and
+    ``kernels.leaky_relu_backward(a, gy, slope)`` (None: NumPy's passes)."""
+    global _fused
+    _fused = kernels
+
+
+def _fast(*arrays: Any) -> bool:
+    """Whether the fused loops take these arrays: NumPy, float32 or float64, one dtype."""
+    first = arrays[0]
+    return (
+        _fused is not None
+        and all(isinstance(a, np.ndarray) and a.dtype == first.dtype for a in arrays)
+        and first.dtype in (np.float32, np.float64)
+    )
+
+
 class ReLU(Function):
     """y = max(x, 0); dy/dx = 1 where x > 0, else 0."""
 
     def forward(self, x):
-        y = elementwise(_relu, x)  # split over tinyae's threads when big
+        y = _fused.leaky_relu(x, 0.0) if _fast(x) else elementwise(_relu, x)
         self.save_for_backward(y)  # y > 0 exactly where x > 0, and the next op keeps y anyway
         return y
 
@@ -43,7 +65,9 @@ class ReLU(Function):
         (y,) = self.saved_tensors
         if not _fusable(gy, y.data):
             return self.backward(Tensor(gy)).data
-        return elementwise(_masked, y.data, gy)  # mask and product in one pass, in one buffer
+        if _fast(y.data, gy):
+            return _fused.leaky_relu_backward(y.data, gy, 0.0)
+        return elementwise(_masked, y.data, gy)  # mask and product in one buffer
 
 
 def _relu(x: Any, out: Any = None) -> Any:
@@ -83,7 +107,7 @@ class LeakyReLU(Function):
         self.slope = slope
 
     def forward(self, x):
-        y = elementwise(self._forward, x)  # split over tinyae's threads when big
+        y = _fused.leaky_relu(x, self.slope) if _fast(x) else elementwise(self._forward, x)
         self.save_for_backward(y if self.slope >= 0 else x)  # the sign of x, read off y or x
         return y
 
@@ -100,7 +124,9 @@ class LeakyReLU(Function):
         (a,) = self.saved_tensors
         if not _fusable(gy, a.data):
             return self.backward(Tensor(gy)).data
-        return elementwise(self._scaled, a.data, gy)  # slopes and product in one pass
+        if _fast(a.data, gy):
+            return _fused.leaky_relu_backward(a.data, gy, self.slope)
+        return elementwise(self._scaled, a.data, gy)  # slopes and product in one buffer
 
     def _scaled(self, a: Any, g: Any, out: Any = None) -> Any:
         factor = self._slopes(a, out=out)
