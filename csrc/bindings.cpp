@@ -16,6 +16,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -581,15 +582,13 @@ void adam_step(const py::object& param, const py::object& grad, const py::object
 }
 
 
-// The byte strides of a 2-D float32 operand in elements; a stride that is not a whole number of
-// elements cannot be read by sgemm.
-std::pair<int64_t, int64_t> element_strides(const char* op, const char* name, const py::array& a) {
+// `a` as sgemm can read it: aligned floats at whole-element strides and, for A (`rows_or_cols`),
+// contiguous along its rows or its columns. Anything else is copied into a C-contiguous array.
+py::array gemm_operand(const py::array& a, bool rows_or_cols) {
     const int64_t s0 = a.strides(0), s1 = a.strides(1);
-    if (s0 % 4 != 0 || s1 % 4 != 0) {
-        throw py::value_error(std::string(op) + ": argument '" + name + "' has strides (" + std::to_string(s0) +
-                              ", " + std::to_string(s1) + ") bytes, not whole float32 elements");
-    }
-    return {s0 / 4, s1 / 4};
+    const bool aligned = reinterpret_cast<uintptr_t>(a.data()) % alignof(float) == 0 && s0 % 4 == 0 && s1 % 4 == 0;
+    if (aligned && (!rows_or_cols || s0 == 4 || s1 == 4)) return a;
+    return py::array(py::module_::import("numpy").attr("array")(a, py::arg("order") = "C"));  // a fresh copy
 }
 
 // Whether the byte ranges spanned by two arrays of any strides intersect.
@@ -624,12 +623,9 @@ py::array matmul_f32(const py::array& a, const py::array& b, const py::object& o
     }
     if (!tinyae::gemm_available()) throw std::runtime_error("matmul: this CPU has no AVX-512F (see gemm_supported)");
     const int64_t m = a.shape(0), k = a.shape(1), n = b.shape(1);
-    // sgemm reads A along rows or along columns: an A strided both ways is copied first.
-    const py::array a_read = (a.strides(0) == 4 || a.strides(1) == 4)
-                                 ? a
-                                 : py::array(py::module_::import("numpy").attr("ascontiguousarray")(a));
-    const auto [sa0, sa1] = element_strides(op, "a", a_read);
-    const auto [sb0, sb1] = element_strides(op, "b", b);
+    const py::array a_read = gemm_operand(a, true), b_read = gemm_operand(b, false);
+    const int64_t sa0 = a_read.strides(0) / 4, sa1 = a_read.strides(1) / 4;
+    const int64_t sb0 = b_read.strides(0) / 4, sb1 = b_read.strides(1) / 4;
     py::array c;
     if (out.is_none()) {
         c = py::array_t<float>({m, n});
@@ -641,7 +637,7 @@ py::array matmul_f32(const py::array& a, const py::array& b, const py::object& o
         }
     }
     const auto* pa = static_cast<const float*>(a_read.data());
-    const auto* pb = static_cast<const float*>(b.data());
+    const auto* pb = static_cast<const float*>(b_read.data());
     auto* pc = static_cast<float*>(c.mutable_data());
     {
         py::gil_scoped_release release;

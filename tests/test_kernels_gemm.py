@@ -154,8 +154,17 @@ def test_bad_arguments_name_the_op_and_argument():
     buf = np.zeros((5, 5), np.float32)
     with pytest.raises(ValueError, match="matmul: argument 'out'.*overlaps"):
         _C.matmul(buf[:, :5], buf[:, :5], out=buf)
-    odd = np.zeros(4 * 5 * 4 + 1, np.uint8)[1:].view(np.float32).reshape(4, 5)  # 4-byte strides, odd address
-    check_product(odd, b, _C.matmul(odd, b))  # an unaligned array is read as it is
+
+
+@needs_gemm
+def test_unaligned_operands_are_copied_first():
+    a, b = rand((4, 5), 20), rand((5, 3), 21)
+    odd = np.zeros(4 * 5 * 4 + 1, np.uint8)[1:].view(np.float32).reshape(4, 5)  # an odd address
+    odd[...] = a
+    check_product(odd, b, _C.matmul(odd, b))
+    raw = np.zeros(200, np.uint8)
+    skew = np.lib.stride_tricks.as_strided(raw[2:198].view(np.float32), shape=(5, 3), strides=(18, 6))
+    assert np.array_equal(_C.matmul(a, skew), np.zeros((4, 3), np.float32))  # 6-byte strides
 
 
 # ------------------------------------------------------------------ routing
