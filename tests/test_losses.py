@@ -259,6 +259,32 @@ def test_bce_with_logits_moderate_logits_float32_close_to_float64():
     np.testing.assert_allclose(lo.numpy(), hi.numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("reduction", ["sum", "mean", "none"])
+def test_bce_with_logits_array_backward_matches_the_tensor_rule(reduction):
+    """The one-buffer backward (backward_arrays, every training step) against the Tensor rule
+    (what create_graph=True runs), with huge logits, and the cases that fall back to the rule."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(60) * 5, [200.0, -200.0, 0.0, 1e-30]]).reshape(8, 8)
+    t = rng.random((8, 8))
+    gy = rng.random((8, 8)) if reduction == "none" else None
+
+    def grad(create_graph, pos_weight=None, target_grad=False):
+        xs, ts = leaf(x), leaf(t, target_grad)
+        loss = L.binary_cross_entropy_with_logits(xs, ts, reduction=reduction, pos_weight=pos_weight)
+        out = (loss * leaf(gy, False)).sum() if gy is not None else loss
+        wrt = [xs, ts] if target_grad else [xs]
+        return [g.numpy() for g in tinyae.grad(out, wrt, create_graph=create_graph)]
+
+    for kwargs in ({}, {"pos_weight": leaf(rng.random(8) + 0.5, False)}, {"target_grad": True}):
+        fast, rule = grad(False, **kwargs), grad(True, **kwargs)
+        for f, r in zip(fast, rule):
+            np.testing.assert_allclose(f, r, rtol=1e-12, atol=1e-300)
+    (gx,) = grad(False)
+    want = 1 / (1 + np.exp(-x)) - t  # d/dx of the summed loss
+    scale = gy if gy is not None else (1 / x.size if reduction == "mean" else 1.0)
+    np.testing.assert_allclose(gx, want * scale, rtol=1e-12)
+
+
 def test_bce_clamps_log_at_minus_100_like_pytorch():
     x = leaf([0.0, 1.0, 0.0, 1.0, 1e-50])
     t = leaf([1.0, 0.0, 0.0, 1.0, 1.0])

@@ -28,7 +28,7 @@ from tinyae.autograd import Function
 from tinyae.nn._loss_args import broadcast_weight, check_input, check_reduction, float_target, reduce
 from tinyae.nn.cross_entropy import cross_entropy, nll_loss
 from tinyae.nn.module import Module
-from tinyae.ops.activation import sigmoid, softplus
+from tinyae.ops.activation import _sigmoid, sigmoid, softplus
 from tinyae.ops.arithmetic import abs, clip, exp, where
 from tinyae.ops.shape import broadcast_to
 from tinyae.tensor import Tensor
@@ -186,6 +186,17 @@ class _BinaryCrossEntropyWithLogits(Function):
         if has_p and need[2]:
             gp = gy * t * sp_neg
         return (gx, gt, gp) if has_p else (gx, gt)
+
+    def backward_arrays(self, gy):
+        """The common case on arrays, gx = gy (sigmoid(x) - t) in one buffer: no pos_weight, and
+        only the logits need a gradient. (Three ops and their buffers otherwise.)"""
+        x, t, p = self.saved_tensors
+        if p is not None or self.needs_input_grad[1] or gy.shape != x.shape:
+            return tuple(None if g is None else g.data for g in self.backward(Tensor(gy)))
+        gx = _sigmoid(x.data)
+        gx -= t.data
+        gx *= gy
+        return gx, None
 
 
 def binary_cross_entropy_with_logits(
