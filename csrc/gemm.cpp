@@ -152,6 +152,10 @@ void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t sa_row, int6
     const bool a_transposed = sa_row == 1 && sa_col != 1;
     const bool b_rows = sb_col == 1;  // rows contiguous: whole panels are read where they are
     const auto& tiles = kTiles[a_transposed ? 1 : 0];
+    // One block of k's, a transposed A and B read in place (gy^T @ x: K is the batch): each A panel,
+    // strided in memory, is read once and stays in L1 while the B panels stream past it
+    // (docs/performance.md); otherwise a block of a B panel stays in L1 while the A panels pass.
+    const bool a_outer = a_transposed && k <= kKC && b_rows;
 
     // Work items: column ranges (whole panels) x row ranges (whole A panels); rows are split only
     // when there are fewer panels than threads.
@@ -165,6 +169,23 @@ void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t sa_row, int6
             const int64_t cp = t / row_parts, rp = t % row_parts;
             const int64_t jp0 = pn * cp / col_parts, jp1 = pn * (cp + 1) / col_parts;
             const int64_t ip0 = pm * rp / row_parts, ip1 = pm * (rp + 1) / row_parts;
+            if (a_outer) {
+                const int64_t last = pn - 1, j_last = last * kNR;
+                const bool narrow = n - j_last < kNR && jp1 == pn;  // B's last panel, padded once
+                if (narrow) pack_panel(b, sb_row, sb_col, j_last, static_cast<int>(n - j_last), k, panel.data());
+                for (int64_t ip = ip0; ip < ip1; ++ip) {
+                    const int64_t i0 = ip * kMR, rows = std::min<int64_t>(kMR, m - i0);
+                    const AView A{a + i0 * sa_row, sa_row, sa_col};
+                    for (int64_t jp = jp0; jp < jp1; ++jp) {
+                        const int64_t j0 = jp * kNR;
+                        const int ncols = static_cast<int>(std::min<int64_t>(kNR, n - j0));
+                        const bool padded = narrow && jp == last;
+                        tiles[ncols > 16 ? 1 : 0][rows - 1](k, A, padded ? panel.data() : b + j0, padded ? kNR : sb_row,
+                                                            c + i0 * ldc + j0, ldc, ncols, false);
+                    }
+                }
+                continue;
+            }
             for (int64_t jp = jp0; jp < jp1; ++jp) {
                 const int64_t j0 = jp * kNR;
                 const int ncols = static_cast<int>(std::min<int64_t>(kNR, n - j0));

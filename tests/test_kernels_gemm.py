@@ -95,6 +95,7 @@ def test_broadcast_operands_and_the_vae_shapes():
     check_product(x, w.T, _C.matmul(x, w.T))
     check_product(gy, w, _C.matmul(gy, w))
     check_product(gy.T, x, _C.matmul(gy.T, x))
+    check_product(gy.T, x[:, :777], _C.matmul(gy.T, x[:, :777], threads=3))  # a narrow last panel
 
 
 @needs_gemm
@@ -107,9 +108,9 @@ def test_empty_and_k_zero():
 
 
 @needs_gemm
-@pytest.mark.parametrize("la,lb", [("c", "c"), ("c", "t"), ("t", "c")])
-def test_result_does_not_depend_on_threads(la, lb):
-    a, b = layout(rand((150, 530), 8), la), layout(rand((530, 270), 9), lb)
+@pytest.mark.parametrize("la,lb,kdim", [("c", "c", 530), ("c", "t", 530), ("t", "c", 530), ("t", "c", 128)])
+def test_result_does_not_depend_on_threads(la, lb, kdim):
+    a, b = layout(rand((150, kdim), 8), la), layout(rand((kdim, 270), 9), lb)
     one = _C.matmul(a, b, threads=1)
     for threads in (2, 3, 5, 16):
         assert np.array_equal(_C.matmul(a, b, threads=threads), one), threads
