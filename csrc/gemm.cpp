@@ -1,7 +1,7 @@
 // The matrix product of gemm.h, C = A @ B, the way BLAS libraries do it, in two loops:
 //
 //   for each B panel of 32 columns (K, 32):              bp[k][q] = B[k][j0 + q]
-//     for each block of 256 k's, for each A panel of 14 rows:
+//     for each block of k's, for each A panel of 14 rows:
 //       one tile: C[i0 + p][j0 + q] += sum_k A[i0 + p][k] * bp[k][q]     p < 14, q < 32
 //
 // Why these sizes: the tile is the direct convolution's (conv_direct.cpp): 14 x 2 vectors of 16
@@ -42,7 +42,10 @@ namespace {
 constexpr int kMR = 14;       // rows of A per tile: one broadcast each
 constexpr int kNR = 32;       // columns of B per panel: two 16-lane vectors
 constexpr int64_t kAhead = 8;  // k's a transposed A is prefetched ahead (7% faster on gy^T @ x)
-constexpr int64_t kKC = 256;  // k's per block: a block of a B panel is 32 KB, L1's size
+constexpr int64_t kKC = 256;  // k's per block of a B panel read in place: 32 KB, L1's size
+// k's per block of a packed (contiguous) B panel: it streams from L2 well, and fewer blocks mean
+// fewer passes over C (x @ W^T, K = 784: ~5% faster than 256; docs/performance.md).
+constexpr int64_t kKCPacked = 1024;
 
 // The A operand of a tile: A[p][k] = a[p * row + k * col] (row == 1 for a transposed A).
 struct AView {
@@ -197,8 +200,9 @@ void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t sa_row, int6
                     ldb = kNR;
                 }
                 const auto& row = tiles[ncols > 16 ? 1 : 0];
-                for (int64_t k0 = 0; k0 < k; k0 += kKC) {
-                    const int64_t kc = std::min(kKC, k - k0);
+                const int64_t kblock = ldb == kNR ? kKCPacked : kKC;
+                for (int64_t k0 = 0; k0 < k; k0 += kblock) {
+                    const int64_t kc = std::min(kblock, k - k0);
                     for (int64_t ip = ip0; ip < ip1; ++ip) {
                         const int64_t i0 = ip * kMR, rows = std::min<int64_t>(kMR, m - i0);
                         const AView A{a + i0 * sa_row + k0 * sa_col, sa_row, sa_col};

@@ -96,6 +96,8 @@ def test_broadcast_operands_and_the_vae_shapes():
     check_product(gy, w, _C.matmul(gy, w))
     check_product(gy.T, x, _C.matmul(gy.T, x))
     check_product(gy.T, x[:, :777], _C.matmul(gy.T, x[:, :777], threads=3))  # a narrow last panel
+    a, w = rand((30, 2100), 22), rand((40, 2100), 23)  # packed B panels over three blocks of k's
+    check_product(a, w.T, _C.matmul(a, w.T, threads=2))
 
 
 @needs_gemm
