@@ -320,7 +320,9 @@ def test_weight_grad_cpp_matches_twin(case):
 
 @needs_direct
 def test_weight_grad_does_not_depend_on_the_thread_count():
-    x, gy = random((6, 16, 14, 14)), random((6, 40, 7, 7), seed=1)
+    # Big enough (N * P * C_out * K >= 2^22) that several threads are used, in the item order
+    # of several threads (a tap tile's channel blocks in turn), not one's.
+    x, gy = random((8, 32, 14, 14)), random((8, 40, 7, 7), seed=1)
     results = [
         _C.conv2d_weight_grad_direct(x, gy, G(4, 4, 2, 2, 1, 1, 1, 1, 1), threads=t) for t in (1, 2, 3)
     ]
