@@ -328,6 +328,7 @@ def machine_info(device: str, threads: list[int]) -> dict[str, Any]:
     info["tinyae"] = tinyae.__version__
     info["tinyae_kernels"] = tinfo["kernels"]["active"]
     info["tinyae_direct_conv"] = tinfo["kernels"].get("direct_conv")
+    info["tinyae_gemm"] = tinfo["kernels"].get("gemm")
     blas = tinfo.get("blas") or {}
     info["blas"] = f"{blas.get('name')} {blas.get('version')}" if blas.get("name") else None
     with contextlib.suppress(OSError, subprocess.SubprocessError):

@@ -74,6 +74,8 @@ def header(result: dict[str, Any], ts: list[str]) -> list[str]:
     meta, targets = result["meta"], result["targets"]
     kernels = {"cpp": "C++", "numpy": "NumPy"}.get(meta["tinyae_kernels"], meta["tinyae_kernels"])
     direct = "direct convolutions (AVX-512)" if meta.get("tinyae_direct_conv") else "no direct convolutions"
+    if meta.get("tinyae_gemm"):
+        direct += ", its own float32 matmul (AVX-512)"
     peaks = [
         f"**{fmt(p.get('gflops'), 0)} GFLOP/s** at {t} thr ({p.get('size')}^3)"
         for t, p in result.get("matmul_peak", {}).items()

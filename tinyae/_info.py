@@ -39,6 +39,8 @@ def _kernels() -> dict[str, Any]:
         "reason": reason,
         # The direct float32 convolution needs AVX-512F; without it convolutions use im2col + GEMM.
         "direct_conv": active == "cpp" and kernels.cpp.DIRECT_CONV,
+        # So does tinyae's own float32 matrix product; without it products go to NumPy's BLAS.
+        "gemm": active == "cpp" and kernels.cpp.GEMM,
     }
 
 
@@ -113,6 +115,7 @@ def format_report(d: dict[str, Any]) -> str:
         kernels += "; float32 conv forward: " + (
             "direct, AVX-512" if k["direct_conv"] else "im2col + GEMM (no AVX-512F)"
         )
+        kernels += "; float32 matmul: " + ("tinyae's, AVX-512" if k["gemm"] else "NumPy's BLAS (no AVX-512F)")
     threads = f"{d['threads']} (tinyae.set_num_threads)"
     if b["name"]:
         blas = f"{b['name']} {b['version'] or ''}".rstrip()
