@@ -7,7 +7,9 @@
 // Why these sizes: the tile is the direct convolution's (conv_direct.cpp): 14 x 2 vectors of 16
 // accumulators, 2 vectors of B and 1 broadcast of A fill AVX-512's 32 registers, and per k the
 // tile does 28 fused multiply-adds on 2 vector loads and 14 broadcasts. A block of 256 k's of
-// one B panel (32 KB) is read by every A panel in turn, so it stays in the L1 cache.
+// one B panel read in place (32 KB) is read by every A panel in turn, so it stays in the L1
+// cache; a packed panel, contiguous, streams from L2 in blocks of 1024 k's. For gy^T @ x with
+// K <= 256 the two outer loops swap: each (strided) A panel stays in L1 while the B panels pass.
 //
 // Nothing is packed that can be read in place: A is only ever broadcast one element at a time,
 // so any strides do; B's panel rows are read where they are when B's rows are contiguous
@@ -41,7 +43,7 @@ namespace {
 
 constexpr int kMR = 14;       // rows of A per tile: one broadcast each
 constexpr int kNR = 32;       // columns of B per panel: two 16-lane vectors
-constexpr int64_t kAhead = 8;  // k's a transposed A is prefetched ahead (7% faster on gy^T @ x)
+constexpr int64_t kAhead = 8;  // k's a transposed A is prefetched ahead (docs/performance.md)
 constexpr int64_t kKC = 256;  // k's per block of a B panel read in place: 32 KB, L1's size
 // k's per block of a packed (contiguous) B panel: it streams from L2 well, and fewer blocks mean
 // fewer passes over C (x @ W^T, K = 784: ~5% faster than 256; docs/performance.md).
