@@ -254,6 +254,21 @@ py::array col2im(const py::array& col, const std::pair<int64_t, int64_t>& hw, co
 }
 
 
+// A second array of an op that must match the first one: its dtype (TypeError) and shape.
+void check_like(const char* op, const char* name, const py::array& a, const char* ref_name, const py::array& ref) {
+    if (!a.dtype().equal(ref.dtype())) {
+        throw py::type_error(std::string(op) + ": arguments '" + name + "' and '" + ref_name +
+                             "' must have the same dtype, got " + std::string(py::str(a.dtype())) + " and " +
+                             std::string(py::str(ref.dtype())));
+    }
+    bool same = a.ndim() == ref.ndim();
+    for (py::ssize_t d = 0; same && d < ref.ndim(); ++d) same = a.shape(d) == ref.shape(d);
+    if (!same) {
+        throw py::value_error(std::string(op) + ": argument '" + name + "' must have the shape of '" + ref_name +
+                              "' " + shape_str(ref.shape(), ref.ndim()) + ", got " + shape_str(a.shape(), a.ndim()));
+    }
+}
+
 // ---------------------------------------------------------------- direct convolution
 // x and a second operand (weight or gy) of a direct kernel: 4-D float32 arrays.
 void check_float32_4d(const char* op, const py::array& x, const char* name, const py::array& other) {
@@ -487,16 +502,7 @@ py::tuple batch_norm_backward(const py::array& x, const py::array& gy, const py:
     check_ndim(op, "x", x, 3);
     check_ndim(op, "gy", gy, 3);
     const DType dt = check_dtype(op, "x", x);
-    if (check_dtype(op, "gy", gy) != dt) {
-        throw py::type_error(std::string(op) + ": arguments 'gy' and 'x' must have the same dtype, got " +
-                             std::string(py::str(gy.dtype())) + " and " + std::string(py::str(x.dtype())));
-    }
-    for (int k = 0; k < 3; ++k) {
-        if (gy.shape(k) != x.shape(k)) {
-            throw py::value_error(std::string(op) + ": argument 'gy' must have the shape of 'x' " +
-                                  shape_str(x.shape(), 3) + ", got " + shape_str(gy.shape(), 3));
-        }
-    }
+    check_like(op, "gy", gy, "x", x);
     return dt == DType::f32 ? bn_backward_typed<float>(x, gy, mean, inv_std, w, need_gx, threads)
                             : bn_backward_typed<double>(x, gy, mean, inv_std, w, need_gx, threads);
 }
@@ -679,16 +685,7 @@ py::array leaky_relu_backward_typed(const py::array& a, const py::array& gy, dou
 py::array leaky_relu_backward(const py::array& a, const py::array& gy, double slope, int threads) {
     const char* op = "leaky_relu_backward";
     const DType t = check_dtype(op, "a", a);
-    if (!gy.dtype().equal(a.dtype())) {
-        throw py::type_error(std::string(op) + ": argument 'gy' must have dtype " + std::string(py::str(a.dtype())) +
-                             " like 'a', got " + std::string(py::str(gy.dtype())));
-    }
-    bool same = gy.ndim() == a.ndim();
-    for (py::ssize_t d = 0; same && d < a.ndim(); ++d) same = gy.shape(d) == a.shape(d);
-    if (!same) {
-        throw py::value_error(std::string(op) + ": argument 'gy' must have the shape of 'a' " +
-                              shape_str(a.shape(), a.ndim()) + ", got " + shape_str(gy.shape(), gy.ndim()));
-    }
+    check_like(op, "gy", gy, "a", a);
     return t == DType::f32 ? leaky_relu_backward_typed<float>(a, gy, slope, threads)
                            : leaky_relu_backward_typed<double>(a, gy, slope, threads);
 }
