@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cpp_helpers import _C, C_REASON, needs_cpp
 from geometry_helpers import G
 
 import tinyae
@@ -23,17 +24,6 @@ import tinyae.kernels as K
 from tinyae.kernels import Geometry, out_size
 from tinyae.kernels import cuda as cuda_kernels
 from tinyae.kernels import numpy_kernels as nk
-
-try:
-    from tinyae import _C
-except ImportError as exc:  # not built: the C++ tests are skipped, the rest still run
-    _C = None
-    _C_REASON = f"C++ extension tinyae._C is not built ({exc}); run `pip install --no-build-isolation -e .`"
-else:
-    _C_REASON = ""
-
-needs_cpp = pytest.mark.skipif(_C is None, reason=_C_REASON)
-
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -126,7 +116,7 @@ def test_col2im_sums_overlapping_windows():
 def test_adjoint(impl):
     """<im2col(x), c> == <x, col2im(c)>: col2im is the transpose of im2col."""
     if impl == "cpp" and _C is None:
-        pytest.skip(_C_REASON)
+        pytest.skip(C_REASON)
     mod = nk if impl == "numpy" else _C
     for shape, *params in NAIVE_CASES:
         x = random(shape, np.float64)
@@ -256,7 +246,7 @@ def non_contiguous_views(x):
 @pytest.mark.parametrize("impl", ["numpy", "cpp"])
 def test_non_contiguous_inputs(impl):
     if impl == "cpp" and _C is None:
-        pytest.skip(_C_REASON)
+        pytest.skip(C_REASON)
     mod = nk if impl == "numpy" else _C
     x = random((2, 3, 7, 6), np.float64)
     args = (3, 2, 2, 1, 1, 0, 1, 2)

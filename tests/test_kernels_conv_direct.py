@@ -14,6 +14,7 @@ import itertools
 
 import numpy as np
 import pytest
+from cpp_helpers import _C, C_REASON, needs_cpp
 from geometry_helpers import G
 
 import tinyae
@@ -21,22 +22,13 @@ import tinyae.kernels as K
 from tinyae.kernels import conv_plan, cpp, out_size
 from tinyae.kernels import numpy_kernels as nk
 
-try:
-    from tinyae import _C
-except ImportError as exc:
-    _C = None
-    _C_REASON = f"C++ extension tinyae._C is not built ({exc})"
-else:
-    _C_REASON = ""
-
-needs_cpp = pytest.mark.skipif(_C is None, reason=_C_REASON)
 needs_direct = pytest.mark.skipif(
-    not cpp.DIRECT_CONV, reason=_C_REASON or "this CPU has no AVX-512F: the direct C++ convolution cannot run"
+    not cpp.DIRECT_CONV, reason=C_REASON or "this CPU has no AVX-512F: the direct C++ convolution cannot run"
 )
 # Tests of what the engine chooses also need the C++ kernels chosen (not TINYAE_KERNELS=numpy).
 needs_direct_chosen = pytest.mark.skipif(
     not cpp.DIRECT_CONV or K.get_kernels() != "cpp",
-    reason=_C_REASON or "the C++ kernels are not chosen, or this CPU has no AVX-512F",
+    reason=C_REASON or "the C++ kernels are not chosen, or this CPU has no AVX-512F",
 )
 
 
@@ -460,7 +452,7 @@ def kernel_entry(entry: str, name: str):
     """The kernel ``name`` as the public dispatcher (whose checks guard the NumPy twin) or the
     extension itself (which re-checks what memory safety needs)."""
     if entry == "extension" and _C is None:
-        pytest.skip(_C_REASON)
+        pytest.skip(C_REASON)
     return getattr({"public": K, "extension": _C}[entry], name)
 
 

@@ -14,22 +14,15 @@ import itertools
 
 import numpy as np
 import pytest
+from cpp_helpers import _C, C_REASON
 
 import tinyae
 import tinyae.kernels as K
 from tinyae import parallel
 from tinyae.kernels import cpp
 
-try:
-    from tinyae import _C
-except ImportError as exc:
-    _C = None
-    _REASON = f"C++ extension tinyae._C is not built ({exc})"
-else:
-    _REASON = ""
-
 needs_gemm = pytest.mark.skipif(
-    not cpp.GEMM, reason=_REASON or "this CPU has no AVX-512F: the C++ product cannot run"
+    not cpp.GEMM, reason=C_REASON or "this CPU has no AVX-512F: the C++ product cannot run"
 )
 
 
