@@ -1,9 +1,9 @@
 // The thread pool of parallel.h.
 //
 // One loop ("job") at a time. The caller publishes the job and wakes the sleeping workers (the
-// awake ones are watching job_), then takes blocks itself. A worker joins the job only while it is open; when the caller finds no block
-// left it closes the job and waits only for the workers that joined (each finishes its current
-// block). Workers are detached and the pool is never destroyed: at interpreter exit they are
+// awake ones are watching job_), then takes blocks itself. A worker joins the job only while it
+// is open; when the caller finds no block left it closes the job and waits only for the workers
+// that joined (each finishes its current block). Workers are detached and the pool is never destroyed: at interpreter exit they are
 // asleep, and a forked child (which inherits no threads) gets a fresh, empty pool.
 //
 // On Linux the workers keep off the CPU of the thread that started the loop, as tinyae's Python
@@ -18,10 +18,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
-#include <chrono>
 #include <thread>
 
 #if defined(__x86_64__) || defined(__i386__)

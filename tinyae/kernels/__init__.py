@@ -106,10 +106,10 @@ def set_kernels(name: str) -> None:
     if name == "cpp" and not cpp.AVAILABLE:
         raise RuntimeError(f"set_kernels: cannot use the C++ kernels: {cpp.UNAVAILABLE_REASON}")
     _cpu_choice = name
-    _route_products()
+    _route_hot_loops()
 
 
-def _route_products() -> None:
+def _route_hot_loops() -> None:
     """While the C++ kernels are chosen, hand the lower layers' hot loops to them: float32 products
     of :func:`tinyae.parallel.matmul` (csrc/gemm.cpp, CPUs with AVX-512F) and the passes of ReLU
     and leaky ReLU (csrc/activation.cpp). NumPy does them otherwise."""
@@ -310,4 +310,4 @@ def adam_step(
         numpy_kernels.adam_step(*args, weight_decay, maximize, work() if callable(work) else work)
 
 
-_route_products()  # the default choice, from TINYAE_KERNELS
+_route_hot_loops()  # the default choice, from TINYAE_KERNELS
