@@ -163,11 +163,20 @@ Problem make_problem(const Geometry& g, int64_t pt, int64_t pl, int64_t hp, int6
 template <typename ChannelBase>
 void reorder_weights(Pass& pass, const Problem& pr, const float* w, ChannelBase base, const std::vector<int64_t>& tap) {
     pass.wr.assign(pr.groups * pr.blocks * pass.kdim * kBlock, 0.0f);
-    for (int64_t o = 0; o < pr.cout; ++o) {
-        const int64_t gi = o / pr.cog, ob = (o % pr.cog) / kBlock, lane = (o % pr.cog) % kBlock;
-        float* dst = pass.wr.data() + (gi * pr.blocks + ob) * pass.kdim * kBlock + lane;
-        const float* src = w + base(o);
-        for (int64_t k = 0; k < pass.kdim; ++k) dst[k * kBlock] = src[tap[k]];
+    for (int64_t gi = 0; gi < pr.groups; ++gi) {
+        for (int64_t ob = 0; ob < pr.blocks; ++ob) {
+            const int64_t o0 = gi * pr.cog + ob * kBlock, valid = std::min<int64_t>(kBlock, pr.cog - ob * kBlock);
+            int64_t src[kBlock];  // where each lane's output channel starts in w
+            for (int64_t lane = 0; lane < valid; ++lane) src[lane] = base(o0 + lane);
+            float* dst = pass.wr.data() + (gi * pr.blocks + ob) * pass.kdim * kBlock;
+            // 16 rows at a time: their 2 KB of wr stay in L1 while each lane's channel is read along.
+            for (int64_t k0 = 0; k0 < pass.kdim; k0 += 16) {
+                const int64_t k1 = std::min<int64_t>(pass.kdim, k0 + 16);
+                for (int64_t lane = 0; lane < valid; ++lane) {
+                    for (int64_t k = k0; k < k1; ++k) dst[k * kBlock + lane] = w[src[lane] + tap[k]];
+                }
+            }
+        }
     }
 }
 
