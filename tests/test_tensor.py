@@ -634,3 +634,68 @@ def test_post_accumulate_hook_remove_and_scope():
         (w * 2).register_post_accumulate_grad_hook(print)
     with pytest.raises(TypeError, match="callable"):
         w.register_post_accumulate_grad_hook(3)
+
+
+class _SameArrayTwice(Function):
+    """x + y whose array rule hands one new array to both inputs."""
+
+    def forward(self, x, y):
+        return x + y
+
+    def backward(self, gy):
+        return gy, gy
+
+    def backward_arrays(self, gy):
+        g = gy * 1.0
+        return g, g
+
+
+class _Passthrough(Function):
+    """The identity, its rule returning the incoming gradient itself."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        return gy
+
+
+def test_leaf_takes_a_builtin_rules_new_gradient_without_a_copy(monkeypatch):
+    made = []
+    real = ta.autograd._apply_rule
+
+    def spy(f, gys):
+        gxs = real(f, gys)
+        made.extend(g.data for g in gxs if g is not None)
+        return gxs
+
+    monkeypatch.setattr(ta.autograd, "_apply_rule", spy)
+    w = f64(np.arange(6.0).reshape(2, 3))
+    (ta.tensor(np.ones((4, 2))) @ w).sum().backward()
+    assert any(w.grad.data is a for a in made)  # the matmul rule's result, not a copy of it
+    w.grad.data *= 2.0  # and it is writable
+    np.testing.assert_allclose(w.grad.numpy(), np.full((2, 3), 8.0))
+
+
+@pytest.mark.parametrize("leaves", ["two", "one"])
+def test_leaf_grads_do_not_share_one_array_from_a_rule(leaves):
+    a = f64([1.0, 2.0])
+    b = f64([3.0, 4.0]) if leaves == "two" else a
+    _SameArrayTwice()(a, b).sum().backward()
+    if leaves == "two":
+        assert not np.shares_memory(a.grad.data, b.grad.data)
+        a.grad.data *= 0.5
+        np.testing.assert_allclose(b.grad.numpy(), [1.0, 1.0])
+    else:
+        np.testing.assert_allclose(a.grad.numpy(), [2.0, 2.0])
+
+
+def test_leaf_grad_does_not_alias_the_callers_gradient_through_a_rule():
+    x = f64([1.0, 2.0])
+    g = np.array([1.0, 1.0])
+    _Passthrough()(x).backward(g)
+    x.grad.data[0] = 7.0
+    assert g[0] == 1.0
+    y = f64([1.0, 2.0])
+    ((y + 0.0) * 1.0).backward(g)  # built-in rules, the incoming gradient passed along
+    assert not np.shares_memory(y.grad.data, g)

@@ -340,6 +340,8 @@ def _backward_one(f: Function, gys: list, grads: dict, wanted: dict | None, leaf
         check_backward(f, gys, gxs)
     else:
         gxs = _apply_rule(f, gys)
+    incoming = {id(g.data) for g in gys}
+    builtin = type(f).__module__.startswith("tinyae.")  # a user's rule may return arrays it keeps
     for x, gx, need in zip(f.inputs, gxs, f.needs_input_grad):
         if not need or gx is None:
             continue
@@ -351,7 +353,10 @@ def _backward_one(f: Function, gys: list, grads: dict, wanted: dict | None, leaf
         if gx.dtype != x.dtype:  # e.g. a float32 input used with float64 data: its gradient is float32
             gx = gx.to(dtype=x.dtype)
         if x.creator is None:
-            _deliver_leaf(x, gx, wanted, leaf_grads)
+            fresh = builtin and id(gx.data) not in incoming and _owns(gx.data) and [
+                g is not None and g.data is gx.data for g in gxs
+            ].count(True) == 1
+            _deliver_leaf(x, gx, wanted, leaf_grads, fresh)
         else:
             _accumulate(grads, (id(x.creator), x._out_index), gx)
 
@@ -369,8 +374,19 @@ def _accumulate(store: dict, key: Any, g: Tensor) -> None:
     store[key] = g if key not in store else store[key] + g
 
 
-def _deliver_leaf(x: Tensor, g: Tensor, wanted: dict | None, leaf_grads: dict) -> None:
-    """Leaf gradient: into ``x.grad`` for ``backward``, into the results for ``grad``."""
+def _owns(a: Any) -> bool:
+    """Whether array ``a`` owns its memory and may be written: not a view of anything."""
+    flags = a.flags
+    return a.base is None and getattr(flags, "writeable", True)
+
+
+def _deliver_leaf(x: Tensor, g: Tensor, wanted: dict | None, leaf_grads: dict, fresh: bool = False) -> None:
+    """Leaf gradient: into ``x.grad`` for ``backward``, into the results for ``grad``.
+
+    ``fresh``: ``g`` is a new array that one of tinyae's backward rules made for this input alone
+    (not one of the rule's incoming gradients, not returned for another input, not a view), so
+    ``x.grad`` may take it as it is, as PyTorch's does; otherwise ``x.grad`` gets a copy (a
+    training step saves copying every parameter's gradient: 2.6 MB on the VAE of W4)."""
     if wanted is None:
         if x.grad is not None:
             # A fresh sum rather than an in-place add: the same gradient Tensor may be
@@ -379,9 +395,9 @@ def _deliver_leaf(x: Tensor, g: Tensor, wanted: dict | None, leaf_grads: dict) -
         elif is_grad_enabled():  # create_graph=True: keep the differentiable gradient as it is
             x.grad = g
         else:
-            # An own, writable copy: ``g`` may be a read-only broadcast view (from sum) or shared
+            # An own, writable array: ``g`` may be a read-only broadcast view (from sum) or shared
             # with another leaf, and optimizers update ``.grad.data`` in place.
-            x.grad = Tensor(g.data.copy())
+            x.grad = g if fresh else Tensor(g.data.copy())
     elif id(x) in wanted:
         _accumulate(leaf_grads, id(x), g)
 
