@@ -23,7 +23,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <utility>
@@ -126,6 +125,24 @@ const std::array<WeightTileFn, kTile> kWeightTiles[2] = {
     weight_tile_row<2>(std::make_integer_sequence<int, kTile>{})};
 
 
+// One sample x (C, H, W) into its zero-padded copy xs (C, HP, WP) at row PT, column PL; the
+// borders are not written. Rows are short (7-28 floats on MNIST-sized layers), so they are
+// copied 16 floats at a time with a masked tail rather than by a memcpy call per row (L5's
+// input gradient: 2% faster).
+__attribute__((target("avx512f"))) void pad_sample(const float* x, float* xs, int64_t c, int64_t h, int64_t w,
+                                                   int64_t hp, int64_t wp, int64_t pt, int64_t pl) {
+    const __mmask16 tail = static_cast<__mmask16>((1u << (w % 16)) - 1);
+    for (int64_t ci = 0; ci < c; ++ci) {
+        for (int64_t r = 0; r < h; ++r) {
+            const float* src = x + (ci * h + r) * w;
+            float* dst = xs + (ci * hp + r + pt) * wp + pl;
+            int64_t k = 0;
+            for (; k + 16 <= w; k += 16) _mm512_storeu_ps(dst + k, _mm512_loadu_ps(src + k));
+            if (tail) _mm512_mask_storeu_ps(dst + k, tail, _mm512_maskz_loadu_ps(tail, src + k));
+        }
+    }
+}
+
 // One set of output positions that share their taps: a whole convolution, or one output phase of
 // a transposed convolution.
 struct Pass {
@@ -199,12 +216,7 @@ void run(const float* x, float* y, const Problem& pr, const std::vector<Pass>& p
         for (int64_t item = lo; item < hi; ++item) {
             const int64_t n = item / per_sample, gi = (item % per_sample) / pr.blocks, ob = item % pr.blocks;
             if (padded[slot] != n) {
-                for (int64_t c = 0; c < pr.c; ++c) {
-                    for (int64_t r = 0; r < pr.h; ++r) {
-                        const float* src = x + ((n * pr.c + c) * pr.h + r) * pr.w;
-                        std::memcpy(xs + (c * pr.hp + r + pr.pt) * pr.wp + pr.pl, src, sizeof(float) * pr.w);
-                    }
-                }
+                pad_sample(x + n * pr.c * pr.h * pr.w, xs, pr.c, pr.h, pr.w, pr.hp, pr.wp, pr.pt, pr.pl);
                 padded[slot] = n;
             }
             const float* xg = xs + gi * pr.cg * plane;
@@ -383,12 +395,7 @@ void conv2d_weight_grad_direct(const float* x, const float* gy, float* gw, const
                     std::fill(&xs[s * g.c * plane], &xs[(s + 1) * g.c * plane], 0.0f);
                     std::fill(&gyt[s * cpad * np], &gyt[(s + 1) * cpad * np], 0.0f);
                 }
-                for (int64_t c = 0; c < g.c; ++c) {
-                    for (int64_t r = 0; r < g.h; ++r) {
-                        std::memcpy(&xs[((s * g.c + c) * hp + r + g.ph) * wp + g.pw],
-                                    x + ((n * g.c + c) * g.h + r) * g.w, sizeof(float) * g.w);
-                    }
-                }
+                pad_sample(x + n * g.c * g.h * g.w, &xs[s * g.c * plane], g.c, g.h, g.w, hp, wp, g.ph, g.pw);
                 for (int64_t o = 0; o < cout; ++o) {
                     const int64_t gi = o / cog, ob = (o % cog) / kBlock, lane = (o % cog) % kBlock;
                     float* dst = &gyt[((s * groups + gi) * blocks + ob) * np * kBlock + lane];
