@@ -367,9 +367,9 @@ def elementwise(fn: Callable[..., Any], *arrays: Any) -> Any:
     first = arrays[0]
     if (
         threads == 1
+        or first.size < _MIN_SPLIT_ELEMENTS  # the common case first: the other tests cost microseconds
         or in_parallel_region()
         or not all(isinstance(a, np.ndarray) and a.flags.c_contiguous for a in arrays)
-        or first.size < _MIN_SPLIT_ELEMENTS
         or any(a.shape != first.shape or a.dtype != first.dtype for a in arrays)
     ):
         return fn(*arrays)
