@@ -161,7 +161,7 @@ def as_array(data: Any, dtype: Any = None, device: Any = None) -> Any:
     Follows ``torch.tensor``: Python floats become float32, ints int64, bools bool;
     an existing ndarray keeps its dtype unless ``dtype`` is given.
     """
-    if is_cupy_array(data) or isinstance(data, np.ndarray):
+    if isinstance(data, np.ndarray) or is_cupy_array(data):
         arr = data
     else:
         arr = np.asarray(data)
