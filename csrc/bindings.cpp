@@ -282,6 +282,15 @@ void check_float32_4d(const char* op, const py::array& x, const char* name, cons
     }
 }
 
+// The direct forwards stage one channel block's output, 32 planes of (OH, OW), per thread.
+void check_staged_planes(const char* op, int64_t oh, int64_t ow) {
+    if (32 * oh * ow > tinyae::kDirectMaxScratch) {
+        throw py::value_error(std::string(op) + ": 32 output planes of (" + std::to_string(oh) + ", " +
+                              std::to_string(ow) + ") have more than " + std::to_string(tinyae::kDirectMaxScratch) +
+                              " elements");
+    }
+}
+
 // The bias of a direct convolution: a float32 array (C_out,).
 py::array_t<float, py::array::c_style> direct_bias(const char* op, const py::object& b, int64_t cout) {
     if (!py::isinstance<py::array>(b)) {
@@ -321,6 +330,7 @@ py::array conv2d_direct(const py::array& x, const py::array& w, const py::object
         throw py::value_error(std::string(op) + ": one zero-padded sample of x has more than " +
                               std::to_string(tinyae::kDirectMaxScratch) + " elements");
     }
+    check_staged_planes(op, g.oh, g.ow);
     py::array_t<float, py::array::c_style> bc;
     if (!b.is_none()) bc = direct_bias(op, b, cout);
     auto xc = contiguous<float>(op, "x", x);
@@ -369,6 +379,7 @@ py::array conv_transpose2d_direct(const py::array& x, const py::array& w, const 
         throw py::value_error(std::string(op) + ": one padded sample of x would have more than " +
                               std::to_string(tinyae::kDirectMaxScratch) + " elements");
     }
+    check_staged_planes(op, out_h, out_w);
     py::array_t<float, py::array::c_style> bc;
     if (!b.is_none()) bc = direct_bias(op, b, cout);
     auto xc = contiguous<float>(op, "x", x);

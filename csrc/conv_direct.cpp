@@ -10,7 +10,10 @@
 //
 // so that col[k, p] = xs[koff[k] + poff[p]] and one tile is
 //
-//   acc[p][o] = b[o] + sum_k xs[koff[k] + poff[p]] * wb[k][o]     p < 14, o < 32.
+//   acc[p][o] = b[o] + sum_k xs[koff[k] + poff[p]] * wb[k][o]     p < 14, o < 32,
+//
+// stored as row yoff[p] of ys, the block's output channels-last: (OH*OW, 32), per-thread scratch.
+// When all tiles of the block are done, ys is copied out to y's 32 channel planes.
 //
 // Why these sizes: AVX-512 has 32 vector registers. 14 positions x 2 vectors of 16 channels are
 // 28 accumulators, plus 2 weight vectors and 1 broadcast input: 31. Per tap the tile does 28
@@ -46,12 +49,14 @@ namespace {
 constexpr int kTile = 14;   // output positions per tile
 constexpr int kBlock = 32;  // output channels per block: two 16-lane vectors
 
-using TileFn = void (*)(const float*, const int64_t*, int64_t, const int64_t*, const float*, const float*, float*);
+using TileFn = void (*)(const float*, const int64_t*, int64_t, const int64_t*, const float*, const float*, float*,
+                       const int64_t*);
 
-// One tile of NP positions and NV * 16 channels, written to out[p][o] (row length kBlock).
+// One tile of NP positions and NV * 16 channels, written to out[rows[p]][o] (row length kBlock).
 template <int NP, int NV>
 __attribute__((target("avx512f"))) void tile(const float* xs, const int64_t* koff, int64_t kdim,
-                                             const int64_t* poff, const float* wb, const float* bias, float* out) {
+                                             const int64_t* poff, const float* wb, const float* bias, float* out,
+                                             const int64_t* rows) {
     __m512 acc[NP][NV];
     for (int v = 0; v < NV; ++v) {
         const __m512 b = _mm512_loadu_ps(bias + 16 * v);
@@ -67,7 +72,7 @@ __attribute__((target("avx512f"))) void tile(const float* xs, const int64_t* kof
         }
     }
     for (int p = 0; p < NP; ++p) {
-        for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + p * kBlock + 16 * v, acc[p][v]);
+        for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + rows[p] * kBlock + 16 * v, acc[p][v]);
     }
 }
 
@@ -200,7 +205,9 @@ void reorder_weights(Pass& pass, const Problem& pr, const float* w, ChannelBase 
 // Every pass over every sample: work items (n, group, block), n slowest, so that a thread's
 // consecutive items mostly reuse its padded sample; each item runs all passes, so the output
 // phases of one channel block, which share cache lines of y, are written by one thread. Items are
-// big (K * P * 32 multiply-adds), so one at a time is handed out.
+// big (K * P * 32 multiply-adds), so one at a time is handed out. The tiles fill ys, and y is
+// written once per item, plane after plane: writing each tile's 14 positions straight into the
+// 32 planes made L5's transposed forward and input gradient 5-6% slower (docs/performance.md).
 void run(const float* x, float* y, const Problem& pr, const std::vector<Pass>& passes, int threads) {
     if (threads <= 0) threads = num_threads();
     int64_t macs = 0;
@@ -209,10 +216,11 @@ void run(const float* x, float* y, const Problem& pr, const std::vector<Pass>& p
     const int64_t plane = pr.hp * pr.wp;
     std::vector<float> scratch(static_cast<size_t>(use * pr.c * plane), 0.0f);  // borders stay zero
     std::vector<int64_t> padded(use, -1);                                        // sample in each scratch
+    std::vector<float> staged(static_cast<size_t>(use * pr.plane * kBlock));     // ys of each thread
     const int64_t per_sample = pr.groups * pr.blocks;
     parallel_for(pr.n * per_sample, 1, use, [&](int64_t lo, int64_t hi, int slot) {
         float* xs = scratch.data() + slot * pr.c * plane;
-        alignas(64) float tmp[kTile * kBlock];
+        float* ys = staged.data() + slot * pr.plane * kBlock;  // (OH*OW, 32)
         for (int64_t item = lo; item < hi; ++item) {
             const int64_t n = item / per_sample, gi = (item % per_sample) / pr.blocks, ob = item % pr.blocks;
             if (padded[slot] != n) {
@@ -229,14 +237,12 @@ void run(const float* x, float* y, const Problem& pr, const std::vector<Pass>& p
                 const int64_t np = static_cast<int64_t>(ps.poff.size());
                 for (int64_t p0 = 0; p0 < np; p0 += kTile) {
                     const int64_t count = std::min<int64_t>(kTile, np - p0);
-                    row[count - 1](xg, ps.koff.data(), ps.kdim, ps.poff.data() + p0, wb, bb, tmp);
-                    // tmp is (positions, channels); y wants each channel's plane.
-                    const int64_t* at = ps.yoff.data() + p0;
-                    for (int64_t o = 0; o < valid; ++o) {
-                        float* dst = yn + o * pr.plane;
-                        for (int64_t p = 0; p < count; ++p) dst[at[p]] = tmp[p * kBlock + o];
-                    }
+                    row[count - 1](xg, ps.koff.data(), ps.kdim, ps.poff.data() + p0, wb, bb, ys, ps.yoff.data() + p0);
                 }
+            }
+            for (int64_t o = 0; o < valid; ++o) {  // ys (OH*OW, 32) -> y's planes (32, OH*OW)
+                float* dst = yn + o * pr.plane;
+                for (int64_t p = 0; p < pr.plane; ++p) dst[p] = ys[p * kBlock + o];
             }
         }
     });

@@ -28,8 +28,9 @@ namespace tinyae {
 // a CPU with AVX-512F).
 bool conv2d_direct_supported();
 
-// Largest zero-padded sample C * (H + 2PH) * (W + 2PW), in elements, that conv2d_direct accepts:
-// one copy of it per thread is the kernel's scratch.
+// Largest per-thread scratch, in elements, that the direct kernels accept: one zero-padded sample
+// C * (H + 2PH) * (W + 2PW), and (forward and transposed forward) the 32 output planes
+// 32 * OH * OW of one channel block.
 constexpr int64_t kDirectMaxScratch = int64_t(1) << 24;
 
 // y = conv2d(x, w) + b (b may be null). g: the geometry of the unfolded input (g.c = C, all

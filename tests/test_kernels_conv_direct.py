@@ -377,6 +377,11 @@ def test_runs_cpp_only_for_float32_numpy_within_the_scratch_limit():
     assert not K.conv2d_direct_runs_cpp(
         big, G(3, 3, 1, 1, 0, 0, 1, 1)
     )  # one padded sample over 2^24 elements
+    wide = np.lib.stride_tricks.as_strided(x, shape=(1, 1, 1000, 1000), strides=(0, 0, 0, 0))
+    assert K.conv2d_direct_runs_cpp(wide, G(3, 3, 2, 2, 1, 1, 1, 1))  # 32 x 500 x 500 output elements
+    assert not K.conv2d_direct_runs_cpp(wide, G(3, 3, 1, 1, 1, 1, 1, 1))  # 32 x 1000 x 1000: over 2^24
+    assert K.conv_transpose2d_direct_runs_cpp(wide[:, :, :300, :300], G(4, 4, 2, 2, 1, 1, 1, 1))
+    assert not K.conv_transpose2d_direct_runs_cpp(wide[:, :, :400, :400], G(4, 4, 2, 2, 1, 1, 1, 1))
     previous = K.get_kernels()
     try:
         K.set_kernels("numpy")
@@ -518,6 +523,20 @@ def test_bad_weight_grad_arguments_raise_clear_errors(entry, name, error, match,
     a = args(x, gy)
     with pytest.raises(error, match=match):
         fn(a[0], a[1], G(*a[2:]))
+
+
+@needs_cpp
+def test_extension_refuses_outputs_too_big_for_its_scratch():
+    # Each thread stages a channel block's output, 32 planes of (OH, OW): over 2^24 elements is
+    # refused with the shapes named, not allocated (the dispatchers send such layers elsewhere).
+    x = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape=(1, 1, 1000, 1000), strides=(0,) * 4)
+    w = random((32, 1, 3, 3), seed=1)
+    with pytest.raises(ValueError, match=r"conv2d_direct: 32 output planes of \(1000, 1000\)"):
+        _C.conv2d_direct(x, w, None, geo(w, 1, 1, 1, 1, 1, 1, 1))
+    xt = x[:, :, :400, :400]
+    wt = random((1, 32, 4, 4), seed=2)
+    with pytest.raises(ValueError, match=r"conv_transpose2d_direct: 32 output planes of \(800, 800\)"):
+        _C.conv_transpose2d_direct(xt, wt, None, (800, 800), geo(wt, 2, 2, 1, 1, 1, 1, 1))
 
 
 @needs_cpp

@@ -187,12 +187,14 @@ def col2im(col: Any, output_size: tuple[int, int], geometry: Geometry, out: Any 
 
 def conv2d_direct_runs_cpp(x: Any, geometry: Geometry) -> bool:
     """Whether :func:`conv2d_direct` on ``x`` runs the C++ kernel: a float32 NumPy array, the C++
-    kernels chosen, a CPU with AVX-512F, and one zero-padded sample (C, H + 2PH, W + 2PW) within
-    the kernel's per-thread scratch limit."""
+    kernels chosen, a CPU with AVX-512F, and one zero-padded sample (C, H + 2PH, W + 2PW) and 32
+    output planes (OH, OW) within the kernel's per-thread scratch limit."""
     if backend_name(x) != "cpp" or not cpp.DIRECT_CONV or x.dtype != "float32" or x.ndim != 4:
         return False
     ph, pw = geometry.padding
-    return x.shape[1] * (x.shape[2] + 2 * ph) * (x.shape[3] + 2 * pw) <= cpp.DIRECT_MAX_SCRATCH
+    oh, ow = geometry.out_size(*x.shape[2:])
+    padded = x.shape[1] * (x.shape[2] + 2 * ph) * (x.shape[3] + 2 * pw)
+    return max(padded, 32 * oh * ow) <= cpp.DIRECT_MAX_SCRATCH
 
 
 def conv2d_direct(x: Any, weight: Any, bias: Any, geometry: Geometry) -> Any:
@@ -210,13 +212,16 @@ def conv2d_direct(x: Any, weight: Any, bias: Any, geometry: Geometry) -> Any:
 
 def conv_transpose2d_direct_runs_cpp(x: Any, geometry: Geometry) -> bool:
     """Whether :func:`conv_transpose2d_direct` runs the C++ kernel: as :func:`conv2d_direct_runs_cpp`,
-    with dilation 1 and one sample of x padded by twice the kernel within the scratch limit."""
+    with dilation 1, one sample of x padded by twice the kernel and 32 planes of at most
+    H * SH + KH by W * SW + KW (the largest output size) within the scratch limit."""
     if backend_name(x) != "cpp" or not cpp.DIRECT_CONV or x.dtype != "float32" or x.ndim != 4:
         return False
     if geometry.dilation != (1, 1):
         return False
-    kh, kw = geometry.kernel
-    return x.shape[1] * (x.shape[2] + 2 * kh) * (x.shape[3] + 2 * kw) <= cpp.DIRECT_MAX_SCRATCH
+    (kh, kw), (sh, sw) = geometry.kernel, geometry.stride
+    h, w = x.shape[2:]
+    padded = x.shape[1] * (h + 2 * kh) * (w + 2 * kw)
+    return max(padded, 32 * (h * sh + kh) * (w * sw + kw)) <= cpp.DIRECT_MAX_SCRATCH
 
 
 def conv_transpose2d_direct(
