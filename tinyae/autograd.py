@@ -353,10 +353,7 @@ def _backward_one(f: Function, gys: list, grads: dict, wanted: dict | None, leaf
         if gx.dtype != x.dtype:  # e.g. a float32 input used with float64 data: its gradient is float32
             gx = gx.to(dtype=x.dtype)
         if x.creator is None:
-            fresh = builtin and id(gx.data) not in incoming and _owns(gx.data) and [
-                g is not None and g.data is gx.data for g in gxs
-            ].count(True) == 1
-            _deliver_leaf(x, gx, wanted, leaf_grads, fresh)
+            _deliver_leaf(x, gx, wanted, leaf_grads, fresh=builtin and _made_for_one(gx, gxs, incoming))
         else:
             _accumulate(grads, (id(x.creator), x._out_index), gx)
 
@@ -374,10 +371,13 @@ def _accumulate(store: dict, key: Any, g: Tensor) -> None:
     store[key] = g if key not in store else store[key] + g
 
 
-def _owns(a: Any) -> bool:
-    """Whether array ``a`` owns its memory and may be written: not a view of anything."""
-    flags = a.flags
-    return a.base is None and getattr(flags, "writeable", True)
+def _made_for_one(gx: Tensor, gxs: Sequence[Tensor | None], incoming: set[int]) -> bool:
+    """Whether ``gx`` is a new array made for one input alone: not one of the rule's incoming
+    gradients (ids in ``incoming``), not also returned for another input, not a view."""
+    a = gx.data
+    if id(a) in incoming or a.base is not None or not getattr(a.flags, "writeable", True):
+        return False
+    return sum(g is not None and g.data is a for g in gxs) == 1
 
 
 def _deliver_leaf(x: Tensor, g: Tensor, wanted: dict | None, leaf_grads: dict, fresh: bool = False) -> None:
