@@ -340,8 +340,6 @@ def _backward_one(f: Function, gys: list, grads: dict, wanted: dict | None, leaf
         check_backward(f, gys, gxs)
     else:
         gxs = _apply_rule(f, gys)
-    incoming = {id(g.data) for g in gys}
-    builtin = type(f).__module__.startswith("tinyae.")  # a user's rule may return arrays it keeps
     for x, gx, need in zip(f.inputs, gxs, f.needs_input_grad):
         if not need or gx is None:
             continue
@@ -353,7 +351,7 @@ def _backward_one(f: Function, gys: list, grads: dict, wanted: dict | None, leaf
         if gx.dtype != x.dtype:  # e.g. a float32 input used with float64 data: its gradient is float32
             gx = gx.to(dtype=x.dtype)
         if x.creator is None:
-            _deliver_leaf(x, gx, wanted, leaf_grads, fresh=builtin and _made_for_one(gx, gxs, incoming))
+            _deliver_leaf(x, gx, wanted, leaf_grads, fresh=_made_for_one(f, gx, gxs, gys))
         else:
             _accumulate(grads, (id(x.creator), x._out_index), gx)
 
@@ -371,11 +369,14 @@ def _accumulate(store: dict, key: Any, g: Tensor) -> None:
     store[key] = g if key not in store else store[key] + g
 
 
-def _made_for_one(gx: Tensor, gxs: Sequence[Tensor | None], incoming: set[int]) -> bool:
-    """Whether ``gx`` is a new array made for one input alone: not one of the rule's incoming
-    gradients (ids in ``incoming``), not also returned for another input, not a view."""
+def _made_for_one(f: Function, gx: Tensor, gxs: Sequence[Tensor | None], gys: Sequence[Tensor]) -> bool:
+    """Whether ``gx`` is a new array that ``f``, one of tinyae's own rules (a user's rule may return
+    arrays it keeps), made for one input alone: not one of its incoming gradients ``gys``, not
+    also returned for another input, not a view."""
     a = gx.data
-    if id(a) in incoming or a.base is not None or not getattr(a.flags, "writeable", True):
+    if not type(f).__module__.startswith("tinyae.") or a.base is not None:
+        return False
+    if not getattr(a.flags, "writeable", True) or any(g.data is a for g in gys):
         return False
     return sum(g is not None and g.data is a for g in gxs) == 1
 
