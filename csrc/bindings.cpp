@@ -282,13 +282,17 @@ void check_float32_4d(const char* op, const py::array& x, const char* name, cons
     }
 }
 
-// The direct forwards stage one channel block's output, 32 planes of (OH, OW), per thread.
-void check_staged_planes(const char* op, int64_t oh, int64_t ow) {
-    if (32 * oh * ow > tinyae::kDirectMaxScratch) {
-        throw py::value_error(std::string(op) + ": 32 output planes of (" + std::to_string(oh) + ", " +
-                              std::to_string(ow) + ") have more than " + std::to_string(tinyae::kDirectMaxScratch) +
-                              " elements");
+// A direct kernel's per-thread scratch: `what` (a padded sample of x, or the 32 output planes of
+// one channel block that the forwards stage) must have at most kDirectMaxScratch elements.
+void check_scratch(const char* op, const std::string& what, int64_t elements) {
+    if (elements > tinyae::kDirectMaxScratch) {
+        throw py::value_error(std::string(op) + ": " + what + " more than " +
+                              std::to_string(tinyae::kDirectMaxScratch) + " elements");
     }
+}
+
+std::string planes_str(int64_t oh, int64_t ow) {
+    return "32 output planes of (" + std::to_string(oh) + ", " + std::to_string(ow) + ") have";
 }
 
 // The bias of a direct convolution: a float32 array (C_out,).
@@ -326,11 +330,8 @@ py::array conv2d_direct(const py::array& x, const py::array& w, const py::object
     check_output_size(op, g);
     const int64_t dims[4] = {g.n, cout, g.oh, g.ow};
     tinyae::checked_numel(op, dims, sizeof(float));
-    if (g.c * (g.h + 2 * g.ph) * (g.w + 2 * g.pw) > tinyae::kDirectMaxScratch) {
-        throw py::value_error(std::string(op) + ": one zero-padded sample of x has more than " +
-                              std::to_string(tinyae::kDirectMaxScratch) + " elements");
-    }
-    check_staged_planes(op, g.oh, g.ow);
+    check_scratch(op, "one zero-padded sample of x has", g.c * (g.h + 2 * g.ph) * (g.w + 2 * g.pw));
+    check_scratch(op, planes_str(g.oh, g.ow), 32 * g.oh * g.ow);
     py::array_t<float, py::array::c_style> bc;
     if (!b.is_none()) bc = direct_bias(op, b, cout);
     auto xc = contiguous<float>(op, "x", x);
@@ -375,11 +376,8 @@ py::array conv_transpose2d_direct(const py::array& x, const py::array& w, const 
     }
     const int64_t dims[4] = {g.n, cout, out_h, out_w};
     tinyae::checked_numel(op, dims, sizeof(float));
-    if (c * (g.oh + 2 * g.kh) * (g.ow + 2 * g.kw) > tinyae::kDirectMaxScratch) {
-        throw py::value_error(std::string(op) + ": one padded sample of x would have more than " +
-                              std::to_string(tinyae::kDirectMaxScratch) + " elements");
-    }
-    check_staged_planes(op, out_h, out_w);
+    check_scratch(op, "one padded sample of x would have", c * (g.oh + 2 * g.kh) * (g.ow + 2 * g.kw));
+    check_scratch(op, planes_str(out_h, out_w), 32 * out_h * out_w);
     py::array_t<float, py::array::c_style> bc;
     if (!b.is_none()) bc = direct_bias(op, b, cout);
     auto xc = contiguous<float>(op, "x", x);
@@ -410,10 +408,7 @@ py::array conv2d_weight_grad_direct(const py::array& x, const py::array& gy, con
                               ") with C and C_out multiples of groups=" + std::to_string(groups) + ", for x " +
                               shape_str(x.shape(), 4) + "; got " + shape_str(gy.shape(), 4));
     }
-    if (g.c * (g.h + 2 * g.ph) * (g.w + 2 * g.pw) > tinyae::kDirectMaxScratch) {
-        throw py::value_error(std::string(op) + ": one zero-padded sample of x has more than " +
-                              std::to_string(tinyae::kDirectMaxScratch) + " elements");
-    }
+    check_scratch(op, "one zero-padded sample of x has", g.c * (g.h + 2 * g.ph) * (g.w + 2 * g.pw));
     const int64_t gw_dims[4] = {cout, g.c / groups, kh, kw};
     tinyae::checked_numel(op, gw_dims, sizeof(float));
     auto xc = contiguous<float>(op, "x", x);
