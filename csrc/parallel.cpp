@@ -3,8 +3,9 @@
 // One loop ("job") at a time. The caller publishes the job and wakes the sleeping workers (the
 // awake ones are watching job_), then takes blocks itself. A worker joins the job only while it
 // is open; when the caller finds no block left it closes the job and waits only for the workers
-// that joined (each finishes its current block). Workers are detached and the pool is never destroyed: at interpreter exit they are
-// asleep, and a forked child (which inherits no threads) gets a fresh, empty pool.
+// that joined (each finishes its current block). Workers are detached and the pool is never
+// destroyed: at interpreter exit they are asleep, and a forked child (which inherits no threads)
+// gets a fresh, empty pool.
 //
 // On Linux the workers keep off the CPU of the thread that started the loop, as tinyae's Python
 // workers do (tinyae/parallel.py, _cpus_for_workers, says why: on a VM, after an idle pause, a
